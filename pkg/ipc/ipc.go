@@ -126,9 +126,12 @@ type Conn struct {
 	maxFrame int
 	maxAttrs int
 	timeout  time.Duration
-	rerr     error // sticky read error
-	werr     error // sticky write error
-	buf      []byte
+	rerr     error  // sticky read error
+	werr     error  // sticky write error
+	buf      []byte // payload read buffer, reused
+	// scratch holds a frame header or a length while it is encoded; a
+	// field rather than a local so that it does not escape per call.
+	scratch [4 + binary.MaxVarintLen64]byte
 }
 
 // NewConn wraps c. The Conn owns c from now on.
@@ -175,7 +178,7 @@ func (c *Conn) Send(a Attrs) error {
 			return c.werr
 		}
 	}
-	var hdr [4 + binary.MaxVarintLen64]byte
+	hdr := c.scratch[:]
 	binary.BigEndian.PutUint32(hdr[:4], uint32(n))
 	k := binary.PutUvarint(hdr[4:], uint64(len(a)))
 	_, err := c.w.Write(hdr[:4+k])
@@ -196,9 +199,8 @@ func (c *Conn) Send(a Attrs) error {
 }
 
 func (c *Conn) writeString(s string) error {
-	var l [binary.MaxVarintLen64]byte
-	k := binary.PutUvarint(l[:], uint64(len(s)))
-	if _, err := c.w.Write(l[:k]); err != nil {
+	k := binary.PutUvarint(c.scratch[:], uint64(len(s)))
+	if _, err := c.w.Write(c.scratch[:k]); err != nil {
 		return err
 	}
 	_, err := c.w.WriteString(s)

@@ -24,7 +24,8 @@
 // Options.Facility (syslog_facility, default "mail") and Postfix's
 // priorities: info for events, warning, err, and crit for fatal and panic.
 // If /dev/log cannot be reached, lines go to standard error in the file
-// format below, after a one-time notice saying so.
+// format below, after a one-time notice saying so, and the socket is tried
+// again every 10 seconds; a syslogd restart is followed by a reconnect.
 //
 // With Options.File set (maillog_file), lines are appended to that file in
 // the format Postfix's postlogd writes: "Mmm dd hh:mm:ss host
@@ -57,6 +58,10 @@ import (
 // MaxText is the longest text of one line, in bytes, as Postfix's
 // MSG_SYSLOG_RECLEN.
 const MaxText = 2000
+
+// syslogRetry is how long lines go to stderr after a failed connect to
+// the syslog socket before the next attempt.
+const syslogRetry = 10 * time.Second
 
 // DefaultFilePrefixes is Postfix's default maillog_file_prefixes.
 var DefaultFilePrefixes = []string{"/var", "/dev/stdout"}
@@ -116,8 +121,9 @@ type Logger struct {
 	file     io.Writer // file destination, or stderr fallback; nil = syslog
 	closer   io.Closer // what Close closes, if anything
 	sysPath  string
-	sys      net.Conn // syslog socket, nil when not connected
-	fellBack bool     // the stderr fallback notice was written
+	sys      net.Conn  // syslog socket, nil when not connected
+	fellBack bool      // the stderr fallback notice was written
+	retryAt  time.Time // no syslog connect attempt before this
 }
 
 // New returns a Logger for o. It fails on an unknown facility, a File
@@ -162,9 +168,11 @@ func New(o Options) (*Logger, error) {
 	}
 	if o.File == "" {
 		// Failure here is handled per line: the first line falls back to
-		// stderr with a notice, and every line retries /dev/log first, so
-		// logging resumes when syslogd comes back.
-		l.sys, _ = net.Dial("unixgram", l.sysPath)
+		// stderr with a notice, and /dev/log is tried again every
+		// syslogRetry, so logging resumes when syslogd comes back.
+		if c, err := net.Dial("unixgram", l.sysPath); err == nil {
+			l.sys = c
+		}
 		return l, nil
 	}
 	prefixes := o.FilePrefixes
@@ -253,12 +261,19 @@ func (l *Logger) log(sev severity, text string) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.file == nil {
+	w := l.file
+	if w == nil {
 		if l.writeSyslog(sev, now, text) {
 			return
 		}
-		l.fallBack()
+		w = os.Stderr
+		l.fallBackNotice(now)
 	}
+	w.Write(l.fileLine(now, sev, text))
+}
+
+// fileLine formats a line as postlogd writes it to maillog_file.
+func (l *Logger) fileLine(now time.Time, sev severity, text string) []byte {
 	b := l.buf[:0]
 	b = now.AppendFormat(b, "Jan 02 15:04:05 ")
 	b = append(b, l.host...)
@@ -266,7 +281,7 @@ func (l *Logger) log(sev severity, text string) {
 	b = l.appendTagText(b, sev, text)
 	b = append(b, '\n')
 	l.buf = b
-	l.file.Write(b)
+	return b
 }
 
 // writeSyslog sends one datagram to syslog, reconnecting once if the
@@ -281,8 +296,14 @@ func (l *Logger) writeSyslog(sev severity, now time.Time, text string) bool {
 	l.buf = b
 	for try := 0; try < 2; try++ {
 		if l.sys == nil {
+			if time.Now().Before(l.retryAt) {
+				return false
+			}
 			c, err := net.Dial("unixgram", l.sysPath)
 			if err != nil {
+				// Without syslogd (a container), don't pay a failed
+				// connect for every line.
+				l.retryAt = time.Now().Add(syslogRetry)
 				return false
 			}
 			l.sys = c
@@ -296,21 +317,15 @@ func (l *Logger) writeSyslog(sev severity, now time.Time, text string) bool {
 	return false
 }
 
-// fallBack switches to stderr for this line, with a one-time notice.
-func (l *Logger) fallBack() {
-	l.file = os.Stderr
-	defer func() { l.file = nil }()
+// fallBackNotice says once, on stderr, that syslog is unreachable and
+// lines go to stderr instead.
+func (l *Logger) fallBackNotice(now time.Time) {
 	if l.fellBack {
 		return
 	}
 	l.fellBack = true
-	now := l.now()
-	b := now.AppendFormat(nil, "Jan 02 15:04:05 ")
-	b = append(b, l.host...)
-	b = append(b, ' ')
-	b = l.appendTagText(b, sevWarning, "cannot log to syslog socket "+l.sysPath+": logging to standard error until it is back")
-	b = append(b, '\n')
-	os.Stderr.Write(b)
+	os.Stderr.Write(l.fileLine(now, sevWarning,
+		"cannot log to syslog socket "+l.sysPath+": logging to standard error until it is back"))
 }
 
 // appendTagText appends "tag[pid]: prefix text" with text sanitised.
