@@ -1,0 +1,346 @@
+// Package handoff is the protocol by which smtpd and pickup hand a message
+// to cleanup (Postfix's cleanup "mail stream"). Both ends import it; it runs
+// over pkg/ipc on cleanup's socket, public/cleanup.
+//
+// The conversation, one message per connection:
+//
+//	cleanup → client   hello {protocol, version, service}
+//	client  → cleanup  open  {req=open, sender, client_name, client_addr,
+//	                          helo, protocol, auth_user, body_type, smtputf8,
+//	                          dsn_ret, dsn_envid, rewrite_context}
+//	client  → cleanup  rcpt  {req=rcpt, addr, notify, orcpt}   (1..n)
+//	client  → cleanup  start {req=start}
+//	cleanup → client   {queue_id}                  (or a final reply: refused)
+//	client  → cleanup  data  {req=data, data}      (0..n chunks of content)
+//	client  → cleanup  end   {req=end}
+//	cleanup → client   {status, dsn, text, queue_id}
+//
+// The content is the message as received, header and body, with LF line
+// endings (the client converts CRLF). A final reply with status "ok" means
+// the queue file is durable in incoming/: only then may the client
+// acknowledge the message.
+package handoff
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"postern/pkg/ipc"
+)
+
+// Service is cleanup's service name in the hello frame.
+const Service = "cleanup"
+
+// Attribute names.
+const (
+	attrReq     = "req"
+	attrSender  = "sender"
+	attrCName   = "client_name"
+	attrCAddr   = "client_addr"
+	attrHelo    = "helo"
+	attrProto   = "protocol"
+	attrAuth    = "auth_user"
+	attrBody    = "body_type"
+	attrUTF8    = "smtputf8"
+	attrRet     = "dsn_ret"
+	attrEnvID   = "dsn_envid"
+	attrContext = "rewrite_context"
+	attrAddr    = "addr"
+	attrNotify  = "notify"
+	attrORcpt   = "orcpt"
+	attrData    = "data"
+	attrQueueID = "queue_id"
+	attrStatus  = "status"
+	attrDSN     = "dsn"
+	attrText    = "text"
+)
+
+// Rewrite contexts (Postfix's local_header_rewrite_clients decides).
+const (
+	ContextLocal  = "local"
+	ContextRemote = "remote"
+)
+
+// Recipient is one envelope recipient with its DSN parameters.
+type Recipient struct {
+	Addr   string
+	Notify string
+	ORcpt  string
+}
+
+// Request describes the envelope of a message.
+type Request struct {
+	Sender         string
+	ClientName     string
+	ClientAddr     string
+	HeloName       string
+	Protocol       string
+	AuthUser       string
+	BodyType       string
+	SMTPUTF8       bool
+	DSNRet         string
+	DSNEnvID       string
+	RewriteContext string
+	Recipients     []Recipient
+}
+
+// Status classifies cleanup's verdict.
+type Status string
+
+const (
+	OK        Status = "ok"
+	TempFail  Status = "temp"
+	PermFail  Status = "perm"
+	Discarded Status = "discard"
+)
+
+// Result is cleanup's final reply.
+type Result struct {
+	Status  Status
+	DSN     string // enhanced status code, e.g. "5.3.4"
+	Text    string // human text for the client
+	QueueID string
+}
+
+// Err turns a non-OK result into an error (nil for OK and Discarded).
+func (r Result) Err() error {
+	if r.Status == OK || r.Status == Discarded {
+		return nil
+	}
+	return &Error{r}
+}
+
+// Error is a refusal by cleanup.
+type Error struct{ Result Result }
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("cleanup: %s %s %s", e.Result.Status, e.Result.DSN, e.Result.Text)
+}
+
+// Temporary reports whether the refusal is a temporary one.
+func (e *Error) Temporary() bool { return e.Result.Status == TempFail }
+
+// Stream is the client side of one hand-off.
+type Stream struct {
+	c   *ipc.Conn
+	id  string
+	buf []byte
+	err error
+}
+
+const chunkSize = 32 << 10
+
+// Open connects to cleanup at path and sends the envelope. On success the
+// queue ID is known (Stream.ID) and content may be written.
+func Open(path string, req *Request, timeout time.Duration) (*Stream, error) {
+	c, err := ipc.Dial(path, Service, ipc.Options{Timeout: timeout, MaxFrame: 4 * chunkSize})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{c: c, buf: make([]byte, 0, chunkSize)}
+	var a ipc.Attrs
+	a.Add(attrReq, "open")
+	a.Add(attrSender, req.Sender)
+	a.Add(attrCName, req.ClientName)
+	a.Add(attrCAddr, req.ClientAddr)
+	a.Add(attrHelo, req.HeloName)
+	a.Add(attrProto, req.Protocol)
+	a.Add(attrAuth, req.AuthUser)
+	a.Add(attrBody, req.BodyType)
+	a.AddBool(attrUTF8, req.SMTPUTF8)
+	a.Add(attrRet, req.DSNRet)
+	a.Add(attrEnvID, req.DSNEnvID)
+	a.Add(attrContext, req.RewriteContext)
+	if err := c.Send(a); err != nil {
+		c.Close()
+		return nil, err
+	}
+	for _, r := range req.Recipients {
+		a = a[:0]
+		a.Add(attrReq, "rcpt")
+		a.Add(attrAddr, r.Addr)
+		a.Add(attrNotify, r.Notify)
+		a.Add(attrORcpt, r.ORcpt)
+		if err := c.Send(a); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.Write(ipc.Attrs{{Name: attrReq, Value: "start"}}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	reply, err := c.Read()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if st, ok := reply.Get(attrStatus); ok {
+		c.Close()
+		return nil, resultFrom(reply, st).Err()
+	}
+	s.id = reply.Str(attrQueueID)
+	if s.id == "" {
+		c.Close()
+		return nil, errors.New("cleanup: no queue ID in reply")
+	}
+	return s, nil
+}
+
+// ID is the queue ID cleanup assigned.
+func (s *Stream) ID() string { return s.id }
+
+// Write adds content bytes.
+func (s *Stream) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := min(chunkSize-len(s.buf), len(p))
+		s.buf = append(s.buf, p[:k]...)
+		p = p[k:]
+		if len(s.buf) == chunkSize {
+			if err := s.flushChunk(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (s *Stream) flushChunk() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	err := s.c.Send(ipc.Attrs{{Name: attrReq, Value: "data"}, {Name: attrData, Value: string(s.buf)}})
+	s.buf = s.buf[:0]
+	if err != nil {
+		s.err = err
+	}
+	return err
+}
+
+// Close ends the content and waits for cleanup's verdict. A nil error with
+// Status OK means the message is durably queued.
+func (s *Stream) Close() (Result, error) {
+	defer s.c.Close()
+	if s.err != nil {
+		return Result{}, s.err
+	}
+	if err := s.flushChunk(); err != nil {
+		return Result{}, err
+	}
+	if err := s.c.Write(ipc.Attrs{{Name: attrReq, Value: "end"}}); err != nil {
+		return Result{}, err
+	}
+	reply, err := s.c.Read()
+	if err != nil {
+		return Result{}, err
+	}
+	return resultFrom(reply, reply.Str(attrStatus)), nil
+}
+
+// Abort drops the message: cleanup sees the connection close without an
+// end request and removes its temporary file.
+func (s *Stream) Abort() { s.c.Close() }
+
+func resultFrom(a ipc.Attrs, st string) Result {
+	return Result{Status: Status(st), DSN: a.Str(attrDSN), Text: a.Str(attrText), QueueID: a.Str(attrQueueID)}
+}
+
+// Server side.
+
+// ReadRequest reads the envelope frames up to "start".
+func ReadRequest(c *ipc.Conn, maxRcpt int) (*Request, error) {
+	a, err := c.Read()
+	if err != nil {
+		return nil, err
+	}
+	if a.Str(attrReq) != "open" {
+		return nil, fmt.Errorf("handoff: expected open, got %q", a.Str(attrReq))
+	}
+	req := &Request{
+		Sender:         a.Str(attrSender),
+		ClientName:     a.Str(attrCName),
+		ClientAddr:     a.Str(attrCAddr),
+		HeloName:       a.Str(attrHelo),
+		Protocol:       a.Str(attrProto),
+		AuthUser:       a.Str(attrAuth),
+		BodyType:       a.Str(attrBody),
+		SMTPUTF8:       a.Bool(attrUTF8),
+		DSNRet:         a.Str(attrRet),
+		DSNEnvID:       a.Str(attrEnvID),
+		RewriteContext: a.Str(attrContext),
+	}
+	for {
+		a, err := c.Read()
+		if err != nil {
+			return nil, err
+		}
+		switch a.Str(attrReq) {
+		case "rcpt":
+			if maxRcpt > 0 && len(req.Recipients) >= maxRcpt {
+				return nil, fmt.Errorf("handoff: more than %d recipients", maxRcpt)
+			}
+			req.Recipients = append(req.Recipients, Recipient{Addr: a.Str(attrAddr), Notify: a.Str(attrNotify), ORcpt: a.Str(attrORcpt)})
+		case "start":
+			return req, nil
+		default:
+			return nil, fmt.Errorf("handoff: unexpected request %q", a.Str(attrReq))
+		}
+	}
+}
+
+// SendID tells the client the queue ID.
+func SendID(c *ipc.Conn, id string) error {
+	return c.Write(ipc.Attrs{{Name: attrQueueID, Value: id}})
+}
+
+// Reply sends a final verdict.
+func Reply(c *ipc.Conn, r Result) error {
+	var a ipc.Attrs
+	a.Add(attrStatus, string(r.Status))
+	a.Add(attrDSN, r.DSN)
+	a.Add(attrText, r.Text)
+	a.Add(attrQueueID, r.QueueID)
+	return c.Write(a)
+}
+
+// ContentReader returns the content as a reader; it reports io.EOF at the
+// client's end request and io.ErrUnexpectedEOF if the client goes away.
+func ContentReader(c *ipc.Conn) io.Reader { return &contentReader{c: c} }
+
+type contentReader struct {
+	c    *ipc.Conn
+	cur  string
+	done bool
+}
+
+func (r *contentReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.done {
+			return 0, io.EOF
+		}
+		a, err := r.c.Read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		switch a.Str(attrReq) {
+		case "data":
+			r.cur = a.Str(attrData)
+		case "end":
+			r.done = true
+		default:
+			return 0, fmt.Errorf("handoff: unexpected request %q in content", a.Str(attrReq))
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
