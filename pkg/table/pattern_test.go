@@ -17,7 +17,7 @@ endif
 /^multi
   line@/             joined
 /x\/y/               slash
-`+",^xay,"+`               comma delimited
+` + ",^xay," + `               comma delimited
 /^(\w+)\.example$/   $1
 `
 	p := writeFile(t, "access", src)
