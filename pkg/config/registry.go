@@ -1,0 +1,180 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Kind is the type of a parameter's value.
+type Kind int
+
+// The kinds of parameter values. Strings are used as written (after
+// expansion); lists are split by SplitList.
+const (
+	String Kind = iota
+	Bool
+	Int
+	Time
+	Size
+	List
+)
+
+var kindNames = [...]string{"string", "boolean", "integer", "time", "size", "list"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Param describes one main.cf parameter.
+type Param struct {
+	Name    string
+	Kind    Kind
+	Default string // as postconf -d shows it, unexpanded; see also Config.DefaultValue
+	// Unit is the time unit of a bare number for Time parameters: 's',
+	// 'm', 'h' or 'd'.
+	Unit byte
+	Doc  string
+	// Supported is true when Postern implements the parameter; other
+	// registered names are accepted with a warning and ignored.
+	Supported bool
+	// PosternOnly is true for parameters Postfix does not have.
+	PosternOnly bool
+	// NoExpand marks values expanded by their user at run time with
+	// per-message attributes ($recipient, $home, $client_address, ...),
+	// as Postfix's "raw" parameters; Get returns them as written.
+	NoExpand bool
+	// Computed is true when the default is worked out at run time (host
+	// name, executable location, configuration directory).
+	Computed bool
+}
+
+// supported lists every parameter Postern implements. Keep it one list:
+// when a feature lands, add its parameters here.
+var supported = []string{
+	"queue_directory", "data_directory", "daemon_directory", "command_directory",
+	"config_directory", "mail_owner", "setgid_group", "mail_name", "mail_version",
+	"myhostname", "mydomain", "myorigin", "mydestination",
+	"inet_interfaces", "inet_protocols", "mynetworks", "mynetworks_style", "relay_domains",
+	"smtpd_banner", "smtpd_relay_restrictions", "smtpd_recipient_restrictions",
+	"message_size_limit", "header_size_limit", "smtpd_recipient_limit", "smtpd_timeout",
+	"smtputf8_enable",
+	"syslog_name", "syslog_facility", "maillog_file", "maillog_file_prefixes",
+	"default_process_limit", "max_idle", "max_use", "service_throttle_time",
+	"ipc_timeout", "daemon_timeout", "compatibility_level", "import_environment",
+	"virtual_mailbox_domains", "virtual_mailbox_base", "virtual_mailbox_maps",
+	"virtual_uid_maps", "virtual_gid_maps", "virtual_minimum_uid", "virtual_mailbox_limit",
+	"virtual_transport", "recipient_delimiter",
+	"minimal_backoff_time", "maximal_backoff_time", "queue_run_delay",
+	"maximal_queue_lifetime", "bounce_queue_lifetime",
+	"dns_resolver_address",
+}
+
+// posternOnly lists the parameters Postfix does not have.
+var posternOnly = []string{
+	"dns_resolver_address",
+}
+
+// noExpand lists the parameters expanded at use time with per-message
+// attributes.
+var noExpand = []string{
+	"forward_path", "mailbox_command", "luser_relay", "default_rbl_reply",
+	"smtpd_reject_footer", "header_from_format",
+	"command_execution_directory", "mailbox_command_maps",
+}
+
+// computed lists the parameters whose default is worked out at run time.
+var computed = []string{
+	"myhostname", "mydomain", "daemon_directory", "command_directory", "config_directory",
+}
+
+var registry = sync.OnceValue(func() map[string]Param {
+	m := make(map[string]Param, len(paramTable))
+	for _, p := range paramTable {
+		if _, dup := m[p.Name]; dup {
+			panic("config: parameter registered twice: " + p.Name)
+		}
+		if p.Kind == Time && p.Unit == 0 {
+			p.Unit = 's'
+		}
+		m[p.Name] = p
+	}
+	mark := func(names []string, f func(*Param)) {
+		for _, n := range names {
+			p, ok := m[n]
+			if !ok {
+				panic("config: unregistered parameter in a flag list: " + n)
+			}
+			f(&p)
+			m[n] = p
+		}
+	}
+	mark(supported, func(p *Param) { p.Supported = true })
+	mark(posternOnly, func(p *Param) { p.PosternOnly = true })
+	mark(noExpand, func(p *Param) { p.NoExpand = true })
+	mark(computed, func(p *Param) { p.Computed = true })
+	return m
+})
+
+// Lookup returns the registry entry of name.
+func Lookup(name string) (Param, bool) {
+	p, ok := registry()[name]
+	return p, ok
+}
+
+// Params returns every registered parameter, sorted by name.
+func Params() []Param {
+	m := registry()
+	out := make([]Param, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// computedDefaults works out the run-time defaults of a configuration in
+// directory dir. mydomain is derived from the effective myhostname when
+// asked for (Config.DefaultValue).
+func computedDefaults(dir string) map[string]string {
+	m := map[string]string{
+		"config_directory": dir,
+		"myhostname":       hostFQDN(),
+	}
+	if exe, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = real
+		}
+		m["daemon_directory"] = filepath.Dir(exe)
+		m["command_directory"] = filepath.Dir(exe)
+	}
+	return m
+}
+
+// hostFQDN is the host name, made fully qualified with ".localdomain" when
+// it has no dot, as Postfix does.
+func hostFQDN() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "localhost"
+	}
+	h = strings.ToLower(h)
+	if !strings.Contains(h, ".") {
+		h += ".localdomain"
+	}
+	return h
+}
+
+// domainOf is host minus its first label, or "localdomain" when host has
+// a single label, as Postfix derives mydomain from myhostname.
+func domainOf(host string) string {
+	if i := strings.IndexByte(host, '.'); i >= 0 && i+1 < len(host) {
+		return host[i+1:]
+	}
+	return "localdomain"
+}
