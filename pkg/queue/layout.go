@@ -95,8 +95,24 @@ func (s *Store) Ensure(uid, gid, setgidGID int) ([]string, error) {
 			if err := os.Chmod(path, d.Mode); err != nil {
 				return changes, fmt.Errorf("queue: %w", err)
 			}
-			changes = append(changes, fmt.Sprintf("mode of %s %#o -> %#o", path, have, d.Mode))
+			changes = append(changes, fmt.Sprintf("mode of %s %#o -> %#o", path, unixMode(have), unixMode(d.Mode)))
 		}
 	}
 	return changes, nil
+}
+
+// unixMode converts the permission and special bits of m to their chmod(2)
+// values, for messages.
+func unixMode(m os.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
 }
