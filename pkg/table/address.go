@@ -53,7 +53,8 @@ func SplitLocal(local, delimiter string, noOwnerRequest bool) (user, ext string,
 // and canonical(5): user+ext@domain, user@domain, then (only if
 // o.LocalDomain) user+ext and user, then @domain. Pattern tables (regexp,
 // pcre, cidr, and unions or pipes containing one) are searched with the
-// full address only, as Postfix does. An address without '@' is searched
+// full address only, as Postfix does; with a Maps, the partial forms go to
+// its fixed-key members only. An address without '@' is searched
 // as user+ext, then user. The first error stops the search.
 func LookupAddress(t Table, addr string, o AddressOptions) (string, bool, error) {
 	v, _, ok, err := LookupAddressExt(t, addr, o)
@@ -72,7 +73,7 @@ func LookupAddressExt(t Table, addr string, o AddressOptions) (value, ext string
 	if v, ok, err := t.Lookup(addr); err != nil || ok {
 		return v, "", ok, err
 	}
-	if isPattern(t) {
+	if t = fixedPart(t); t == nil {
 		return "", "", false, nil
 	}
 	user, ext, split := SplitLocal(local, o.Delimiter, o.NoOwnerRequestSpecial)
@@ -108,7 +109,7 @@ func LookupLocal(t Table, local string, delimiter string) (string, bool, error) 
 	if v, ok, err := t.Lookup(local); err != nil || ok {
 		return v, ok, err
 	}
-	if isPattern(t) {
+	if t = fixedPart(t); t == nil {
 		return "", false, nil
 	}
 	if user, _, split := SplitLocal(local, delimiter, false); split {

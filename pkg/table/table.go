@@ -41,6 +41,20 @@
 //     and group databases.
 //   - proxy:type:name opens type:name directly (there is no proxymap).
 //
+// Keys of postmap sources are stored as written: a quoted local part such
+// as "a b"@example.com keeps its quotes (postmap's external form), so
+// callers query with the quoted form. Aliases names are stored unquoted
+// (the form local(8) searches with).
+//
+// # Searching
+//
+// Lookup is one exact query. LookupAddress (virtual(5), canonical(5)) and
+// LookupLocal (aliases(5)) derive the partial keys Postfix tries; partial
+// keys never go to pattern tables. Maps is a main.cf list of tables
+// ("hash:/a, regexp:/b") searched in order, and can be given to
+// LookupAddress so that each query form is tried on every table before the
+// next form, as Postfix does.
+//
 // # Source syntax and errors
 //
 // Every file format shares Postfix's logical lines: blank lines and lines
