@@ -171,7 +171,7 @@ func Load(dir string) (*Config, error) {
 // The configuration directory of the result is the directory of filename.
 func Parse(r io.Reader, filename string) (*Config, error) {
 	c := newConfig(filepath.Dir(filename), filename)
-	err := scanLogical(r, filename, func(text string, line int) error {
+	err := ScanLogical(r, filename, func(text string, line int) error {
 		name, value, ok := splitAssignment(text)
 		if !ok {
 			return &Error{filename, line, fmt.Sprintf("missing '=' after attribute name: %q", truncate(text, 60))}
@@ -188,10 +188,13 @@ func Parse(r io.Reader, filename string) (*Config, error) {
 	return c, nil
 }
 
-// scanLogical calls fn for each logical line of a Postfix-style file with
-// the number of the physical line it starts on. Comment and blank lines
-// are skipped even between a line and its continuation, as Postfix does.
-func scanLogical(r io.Reader, filename string, fn func(text string, line int) error) error {
+// ScanLogical calls fn for each logical line of a Postfix-style file
+// (main.cf, master.cf) with the number of the physical line it starts on.
+// Comment and blank lines are skipped even between a line and its
+// continuation, as Postfix does; a continuation line's newline is dropped
+// and its leading white space kept; trailing white space is removed. An
+// error from fn stops the scan and is returned.
+func ScanLogical(r io.Reader, filename string, fn func(text string, line int) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), MaxLineLength)
 	var cur strings.Builder
