@@ -166,6 +166,13 @@ func validate(kind Kind, unit byte, v string) string {
 	return ""
 }
 
+// Referenced reports whether a main.cf value or an override refers to
+// name with $name, ${name...} or $(name...); postconf and Check accept such
+// user-defined helper parameters.
+func (c *Config) Referenced(name string) bool {
+	return c.referencedNames()[name]
+}
+
 // referencedNames collects every name that a main.cf value or override
 // refers to with $name, ${name...} or $(name...), so user-defined helper
 // parameters are not reported as unknown.

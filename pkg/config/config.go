@@ -139,6 +139,12 @@ func Default() *Config {
 	return newConfig(Dir(""), "")
 }
 
+// DefaultFor is Default for configuration directory dir (so that
+// config_directory and the defaults derived from it refer to dir).
+func DefaultFor(dir string) *Config {
+	return newConfig(dir, "")
+}
+
 func newConfig(dir, file string) *Config {
 	c := &Config{
 		dir:      dir,
