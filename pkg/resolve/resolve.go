@@ -1,0 +1,230 @@
+// Package resolve does the job of Postfix's trivial-rewrite resolver: it
+// puts a recipient address into its address class and finds the transport
+// and next hop that deliver it (ADDRESS_CLASS_README).
+//
+// Classes, tried in this order for the recipient's domain:
+//   - local: mydestination, or a [literal] of an inet_interfaces address →
+//     local_transport (default "local:$myhostname");
+//   - virtual alias: virtual_alias_domains → mail is only accepted when
+//     virtual_alias_maps rewrites it (cleanup's job);
+//   - virtual mailbox: virtual_mailbox_domains → virtual_transport
+//     (default "virtual");
+//   - relay: relay_domains → relay_transport (default "relay");
+//   - default: anything else → default_transport (default "smtp").
+//
+// A transport written as "name:nexthop" names its next hop; without one the
+// next hop is relayhost for the relay and default classes when relayhost is
+// set, $myhostname for the local class, and otherwise the recipient domain.
+//
+// The Resolver is built once from main.cf and is safe for concurrent use.
+package resolve
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"postern/pkg/address"
+	"postern/pkg/config"
+	"postern/pkg/matchlist"
+	"postern/pkg/table"
+)
+
+// Class is an address class.
+type Class int
+
+const (
+	Local Class = iota
+	VirtualAlias
+	VirtualMailbox
+	Relay
+	Default
+)
+
+var classNames = [...]string{"local", "virtual alias", "virtual mailbox", "relay", "default"}
+
+func (c Class) String() string { return classNames[c] }
+
+// Result is where an address goes.
+type Result struct {
+	Class     Class
+	Transport string // master.cf service name
+	Nexthop   string
+	Recipient string
+}
+
+// Resolver resolves recipient addresses.
+type Resolver struct {
+	myhostname    string
+	mydest        *matchlist.List
+	valiasDomains *matchlist.List
+	vmboxDomains  *matchlist.List
+	relayDomains  *matchlist.List
+	ifaceAddrs    map[netip.Addr]bool
+	transports    [5]string
+	relayhost     string
+	delim         string
+	vmboxMaps     *table.Maps
+	valiasMaps    *table.Maps
+}
+
+// Opener opens lookup tables; callers share one so each table is opened once.
+type Opener func(spec string) (table.Table, error)
+
+// New builds a Resolver from the configuration.
+func New(cfg *config.Config, open Opener) (*Resolver, error) {
+	lopen := func(spec string) (matchlist.Lookuper, error) { return open(spec) }
+	r := &Resolver{
+		myhostname: strings.ToLower(cfg.Get("myhostname")),
+		relayhost:  cfg.Get("relayhost"),
+		delim:      cfg.Get("recipient_delimiter"),
+		ifaceAddrs: map[netip.Addr]bool{},
+	}
+	var err error
+	if r.mydest, err = matchlist.Domains(cfg.List("mydestination"), lopen); err != nil {
+		return nil, fmt.Errorf("mydestination: %w", err)
+	}
+	if r.valiasDomains, err = matchlist.Domains(cfg.List("virtual_alias_domains"), lopen); err != nil {
+		return nil, fmt.Errorf("virtual_alias_domains: %w", err)
+	}
+	if r.vmboxDomains, err = matchlist.Domains(cfg.List("virtual_mailbox_domains"), lopen); err != nil {
+		return nil, fmt.Errorf("virtual_mailbox_domains: %w", err)
+	}
+	if r.relayDomains, err = matchlist.Domains(cfg.List("relay_domains"), lopen); err != nil {
+		return nil, fmt.Errorf("relay_domains: %w", err)
+	}
+	for _, s := range cfg.List("inet_interfaces") {
+		if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+			r.ifaceAddrs[a.Unmap()] = true
+		}
+	}
+	r.transports = [5]string{
+		Local:          cfg.Get("local_transport"),
+		VirtualAlias:   "error",
+		VirtualMailbox: cfg.Get("virtual_transport"),
+		Relay:          cfg.Get("relay_transport"),
+		Default:        cfg.Get("default_transport"),
+	}
+	if r.vmboxMaps, err = OpenMaps(cfg, "virtual_mailbox_maps", open); err != nil {
+		return nil, err
+	}
+	if r.valiasMaps, err = OpenMaps(cfg, "virtual_alias_maps", open); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenMaps opens the tables a *_maps parameter lists, searched in order.
+func OpenMaps(cfg *config.Config, param string, open Opener) (*table.Maps, error) {
+	specs, err := table.SplitSpecs(cfg.Get(param))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", param, err)
+	}
+	var ts []table.Table
+	for _, spec := range specs {
+		t, err := open(spec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", param, err)
+		}
+		ts = append(ts, t)
+	}
+	return table.NewMaps(ts...), nil
+}
+
+// ClassOf returns the address class of a domain.
+func (r *Resolver) ClassOf(domain string) (Class, error) {
+	domain = address.FoldDomain(domain)
+	if domain == "" {
+		return Local, nil
+	}
+	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
+		lit := strings.TrimPrefix(domain[1:len(domain)-1], "ipv6:")
+		if a, err := netip.ParseAddr(lit); err == nil && r.ifaceAddrs[a.Unmap()] {
+			return Local, nil
+		}
+		return Default, nil
+	}
+	for _, c := range []struct {
+		l     *matchlist.List
+		class Class
+	}{{r.mydest, Local}, {r.valiasDomains, VirtualAlias}, {r.vmboxDomains, VirtualMailbox}, {r.relayDomains, Relay}} {
+		ok, err := c.l.MatchDomain(domain)
+		if err != nil {
+			return Default, err
+		}
+		if ok {
+			return c.class, nil
+		}
+	}
+	return Default, nil
+}
+
+// Resolve finds the transport and next hop for a recipient.
+func (r *Resolver) Resolve(rcpt string) (Result, error) {
+	domain := address.Domain(rcpt)
+	class, err := r.ClassOf(domain)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Class: class, Recipient: rcpt}
+	res.Transport, res.Nexthop, _ = strings.Cut(r.transports[class], ":")
+	if res.Nexthop == "" {
+		switch {
+		case (class == Relay || class == Default) && r.relayhost != "":
+			res.Nexthop = r.relayhost
+		case class == Local:
+			res.Nexthop = r.myhostname
+		default:
+			res.Nexthop = domain
+		}
+	}
+	return res, nil
+}
+
+// Authorized reports whether mail to rcpt may be accepted from a client
+// that is not allowed to relay: its domain is one this host is final or
+// relay destination for (Postfix's permit_auth_destination). Addresses
+// with sender-specified routing ('@', '%' or '!' in the local part) are
+// never authorized.
+func (r *Resolver) Authorized(rcpt string) (bool, error) {
+	local, domain := address.Split(rcpt)
+	if strings.ContainsAny(local, "@%!") {
+		return false, nil
+	}
+	class, err := r.ClassOf(domain)
+	if err != nil {
+		return false, err
+	}
+	return class != Default, nil
+}
+
+// Known reports whether a recipient in a virtual mailbox or virtual alias
+// domain exists (Postfix's reject_unlisted_recipient for those classes).
+// Recipients of other classes are reported as known: checking them is the
+// job of local_recipient_maps and relay_recipient_maps.
+func (r *Resolver) Known(rcpt string) (bool, error) {
+	domain := address.Domain(rcpt)
+	class, err := r.ClassOf(domain)
+	if err != nil {
+		return false, err
+	}
+	var maps []*table.Maps
+	switch class {
+	case VirtualMailbox:
+		maps = []*table.Maps{r.valiasMaps, r.vmboxMaps}
+	case VirtualAlias:
+		maps = []*table.Maps{r.valiasMaps}
+	default:
+		return true, nil
+	}
+	for _, t := range maps {
+		_, found, err := table.LookupAddress(t, rcpt, table.AddressOptions{Delimiter: r.delim})
+		if err != nil {
+			return false, err
+		}
+		if found {
+			return true, nil
+		}
+	}
+	return false, nil
+}
