@@ -1,0 +1,357 @@
+// Package cleanup is Postern's cleanup daemon: it receives a message from
+// smtpd or pickup over the hand-off protocol (pkg/handoff), completes it,
+// writes it durably into incoming/ and wakes qmgr.
+//
+// What it does to a message, as Postfix's cleanup(8):
+//   - envelope addresses without a domain get @$myorigin (append_at_myorigin);
+//   - duplicate recipients are dropped;
+//   - in the local rewrite context (local submissions, and SMTP clients
+//     matched by local_header_rewrite_clients) or with
+//     always_add_missing_headers, a missing From:, Date: and Message-Id: are
+//     added at the end of the header;
+//   - a header longer than header_size_limit is cut there;
+//   - a message larger than message_size_limit is refused (5.3.4).
+//
+// The reply to the client says "ok" only after queue.Writer.Commit has
+// returned: the file and its directory entry are on disk.
+//
+// Security: cleanup runs as mail_owner. It trusts nothing in the message; it
+// trusts the envelope its clients (smtpd, pickup) send, which reach it
+// through public/cleanup.
+package cleanup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"postern/pkg/config"
+	"postern/pkg/handoff"
+	"postern/pkg/ipc"
+	"postern/pkg/maillog"
+	"postern/pkg/queue"
+	"postern/pkg/server"
+)
+
+// Cleanup is the daemon's state, shared by all sessions.
+type Cleanup struct {
+	log         *maillog.Logger
+	store       *queue.Store
+	myorigin    string
+	myhostname  string
+	sizeLimit   int64
+	headerLimit int
+	alwaysAdd   bool
+	qmgrPath    string
+	ipcTimeout  time.Duration
+	maxRcpt     int
+}
+
+// New builds the cleanup service from the worker context.
+func New(ctx context.Context, sc *server.Context) (any, error) {
+	return newCleanup(sc.Config, sc.Log), nil
+}
+
+func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
+	qdir := cfg.Get("queue_directory")
+	return &Cleanup{
+		log:         log,
+		store:       queue.NewStore(qdir),
+		myorigin:    cfg.Get("myorigin"),
+		myhostname:  cfg.Get("myhostname"),
+		sizeLimit:   cfg.Size("message_size_limit"),
+		headerLimit: max(cfg.Int("header_size_limit"), 2),
+		alwaysAdd:   cfg.Bool("always_add_missing_headers"),
+		qmgrPath:    filepath.Join(qdir, queue.Public, cfg.Get("queue_service_name")),
+		ipcTimeout:  cfg.Duration("ipc_timeout"),
+		maxRcpt:     1000000,
+	}
+}
+
+// Handle serves one hand-off.
+func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
+	ic := ipc.NewConn(conn, ipc.Options{Timeout: c.ipcTimeout, MaxFrame: 1 << 20})
+	if err := ipc.Hello(ic, handoff.Service); err != nil {
+		return
+	}
+	req, err := handoff.ReadRequest(ic, c.maxRcpt)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.log.Warning("%s: %v", conn.RemoteAddr(), err)
+		}
+		return
+	}
+	w, err := c.store.Create(queue.Incoming)
+	if err != nil {
+		c.log.Warning("create queue file: %v", err)
+		handoff.Reply(ic, handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: queue file write error"})
+		return
+	}
+	id := string(w.ID())
+	if err := handoff.SendID(ic, id); err != nil {
+		w.Abort()
+		return
+	}
+	res := c.receive(req, w, handoff.ContentReader(ic))
+	res.QueueID = id
+	if res.Status != handoff.OK {
+		w.Abort()
+	}
+	if err := handoff.Reply(ic, res); err != nil {
+		// The client went away after the commit: the message is queued and
+		// will be delivered; the client will retry and may duplicate it, as
+		// with any MTA that loses the connection after the final dot.
+		c.log.Warning("%s: reply to client: %v", id, err)
+	}
+	if res.Status == handoff.OK {
+		if err := ipc.Trigger(c.qmgrPath, 'I', c.ipcTimeout); err != nil {
+			c.log.Warning("%s: wake up qmgr: %v", id, err)
+		}
+	}
+}
+
+// receive writes the envelope and content and commits the file.
+func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Reader) handoff.Result {
+	id := string(w.ID())
+	env := queue.Envelope{
+		Sender:     c.qualify(req.Sender),
+		Arrival:    time.Now(),
+		ClientName: req.ClientName,
+		ClientAddr: req.ClientAddr,
+		HeloName:   req.HeloName,
+		Protocol:   req.Protocol,
+		AuthUser:   req.AuthUser,
+		BodyType:   req.BodyType,
+		SMTPUTF8:   req.SMTPUTF8,
+		DSNRet:     req.DSNRet,
+		DSNEnvID:   req.DSNEnvID,
+	}
+	seen := make(map[string]bool, len(req.Recipients))
+	for _, r := range req.Recipients {
+		addr := c.qualify(r.Addr)
+		key := strings.ToLower(addr)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: addr, Orig: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
+	}
+	if len(env.Recipients) == 0 {
+		return handoff.Result{Status: handoff.PermFail, DSN: "5.1.3", Text: "Error: no recipients specified"}
+	}
+	if err := w.Envelope(&env); err != nil {
+		c.log.Warning("%s: write queue file: %v", id, err)
+		return tempFail()
+	}
+	addMissing := c.alwaysAdd || req.RewriteContext == handoff.ContextLocal
+	msgID, err := c.copyContent(w, content, env.Sender, addMissing, id)
+	switch {
+	case errors.Is(err, errTooBig):
+		c.log.Printf("%s: reject: message too big (%d bytes); from=<%s>", id, w.Size(), env.Sender)
+		return handoff.Result{Status: handoff.PermFail, DSN: "5.3.4", Text: "Error: message file too big"}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: client went away"}
+	case err != nil:
+		c.log.Warning("%s: %v", id, err)
+		return tempFail()
+	}
+	if err := w.Commit(); err != nil {
+		c.log.Warning("%s: commit queue file: %v", id, err)
+		return tempFail()
+	}
+	if msgID != "" {
+		c.log.MessageID(id, msgID)
+	}
+	return handoff.Result{Status: handoff.OK, DSN: "2.0.0", Text: "Ok: queued as " + id}
+}
+
+func tempFail() handoff.Result {
+	return handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: queue file write error"}
+}
+
+// qualify appends @$myorigin to an address without a domain (Postfix's
+// append_at_myorigin); the null sender stays empty.
+func (c *Cleanup) qualify(addr string) string {
+	if addr == "" || strings.ContainsRune(addr, '@') {
+		return addr
+	}
+	return addr + "@" + c.myorigin
+}
+
+var errTooBig = errors.New("message too big")
+
+// copyContent streams the content into the queue file. While in the
+// header it notes which of From:, Date: and Message-Id: are present, cuts
+// over-long headers, and adds the missing ones before the end of the
+// header; the body is copied as it is. It returns the Message-Id value.
+func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string, addMissing bool, id string) (string, error) {
+	br := bufio.NewReaderSize(content, 64<<10)
+	var (
+		haveFrom, haveDate, haveMsgID bool
+		msgID                         string
+		curName                       string // lower-case name of the header being read
+		curSize                       int
+		last                          byte = '\n'
+	)
+	limit := c.sizeLimit
+	write := func(p []byte) error {
+		if limit > 0 && w.Size()+int64(len(p)) > limit {
+			return errTooBig
+		}
+		if len(p) > 0 {
+			last = p[len(p)-1]
+		}
+		_, err := w.Write(p)
+		return err
+	}
+	endHeader := func() error {
+		if !addMissing {
+			return nil
+		}
+		var b bytes.Buffer
+		now := time.Now()
+		if !haveFrom {
+			from := sender
+			if from == "" {
+				from = "MAILER-DAEMON"
+			}
+			fmt.Fprintf(&b, "From: %s\n", from)
+		}
+		if !haveDate {
+			fmt.Fprintf(&b, "Date: %s\n", now.Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)"))
+		}
+		if !haveMsgID {
+			msgID = fmt.Sprintf("<%s.%s@%s>", now.UTC().Format("20060102150405"), id, c.myhostname)
+			fmt.Fprintf(&b, "Message-Id: %s\n", msgID)
+		}
+		return write(b.Bytes())
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		full := errors.Is(err, bufio.ErrBufferFull)
+		if err != nil && err != io.EOF && !full {
+			return msgID, err
+		}
+		if len(line) == 0 {
+			if e := endHeader(); e != nil {
+				return msgID, e
+			}
+			return msgID, nil
+		}
+		header := false
+		if !full {
+			if line[0] == ' ' || line[0] == '\t' {
+				header = curName != ""
+				if header {
+					curSize += len(line)
+					if curName == "message-id" {
+						msgID += " " + strings.TrimSpace(string(line))
+					}
+					if c.headerLimit > 0 && curSize > c.headerLimit {
+						line = nil // the excess of an over-long header is discarded
+					}
+				}
+			} else if name, ok := headerName(line); ok {
+				header = true
+				curName = strings.ToLower(name)
+				curSize = len(line)
+				switch curName {
+				case "from", "resent-from":
+					haveFrom = true
+				case "date", "resent-date":
+					haveDate = true
+				case "message-id":
+					haveMsgID = true
+					msgID = strings.TrimSpace(string(line[len(name)+1:]))
+				}
+				if c.headerLimit > 0 && curSize > c.headerLimit {
+					line = append(line[:c.headerLimit-1:c.headerLimit-1], '\n')
+				}
+			}
+		}
+		if header {
+			if len(line) > 0 && line[len(line)-1] != '\n' {
+				line = append(line[:len(line):len(line)], '\n')
+			}
+			if e := write(line); e != nil {
+				return msgID, e
+			}
+			if err == io.EOF {
+				if e := endHeader(); e != nil {
+					return msgID, e
+				}
+				return msgID, c.finish(write, last)
+			}
+			continue
+		}
+		// The first line that is not a header (normally the empty line)
+		// starts the body.
+		if e := endHeader(); e != nil {
+			return msgID, e
+		}
+		if e := write(line); e != nil {
+			return msgID, e
+		}
+		if err == io.EOF {
+			return msgID, c.finish(write, last)
+		}
+		break
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			if e := write(buf[:n]); e != nil {
+				return msgID, e
+			}
+		}
+		if err == io.EOF {
+			return msgID, c.finish(write, last)
+		}
+		if err != nil {
+			return msgID, err
+		}
+	}
+}
+
+// finish makes sure the content ends with a line ending.
+func (c *Cleanup) finish(write func([]byte) error, last byte) error {
+	if last != '\n' {
+		return write([]byte{'\n'})
+	}
+	return nil
+}
+
+// headerName returns the field name of a header line ("Name: value"), as
+// RFC 5322 §2.2 defines it: printable ASCII except colon, then a colon.
+func headerName(line []byte) (string, bool) {
+	for i, b := range line {
+		switch {
+		case b == ':':
+			if i == 0 {
+				return "", false
+			}
+			return string(line[:i]), true
+		case b <= ' ' || b > '~':
+			// Postfix also accepts white space before the colon.
+			if b == ' ' || b == '\t' {
+				j := i
+				for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+					j++
+				}
+				if j < len(line) && line[j] == ':' && i > 0 {
+					return string(line[:i]), true
+				}
+			}
+			return "", false
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,146 @@
+package cleanup
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"postern/pkg/config"
+	"postern/pkg/handoff"
+	"postern/pkg/maillog"
+	"postern/pkg/queue"
+)
+
+func testCleanup(t *testing.T, extra string) (*Cleanup, *queue.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Parse(strings.NewReader("queue_directory = "+dir+"\nmyhostname = mx.example.com\nmyorigin = example.com\n"+extra), "main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := maillog.New(maillog.Options{Program: "cleanup", File: filepath.Join(dir, "log"), FilePrefixes: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCleanup(cfg, log)
+	os.MkdirAll(filepath.Join(dir, queue.Incoming), 0700)
+	return c, c.store
+}
+
+// run passes content through cleanup and returns the verdict and, when
+// queued, the stored message.
+func run(t *testing.T, c *Cleanup, store *queue.Store, req *handoff.Request, content string) (handoff.Result, *queue.Message, string) {
+	t.Helper()
+	w, err := store.Create(queue.Incoming)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := c.receive(req, w, strings.NewReader(content))
+	if res.Status != handoff.OK {
+		w.Abort()
+		return res, nil, ""
+	}
+	m, err := store.Open(queue.Incoming, w.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	b, _ := io.ReadAll(m.Content())
+	return res, m, string(b)
+}
+
+func TestEnvelopeAndDuplicates(t *testing.T) {
+	c, store := testCleanup(t, "")
+	req := &handoff.Request{Sender: "alice", RewriteContext: handoff.ContextRemote,
+		Recipients: []handoff.Recipient{{Addr: "bob@example.org"}, {Addr: "BOB@example.org"}, {Addr: "carol", Notify: "FAILURE"}}}
+	res, m, content := run(t, c, store, req, "Subject: x\n\nbody")
+	if res.Status != handoff.OK {
+		t.Fatalf("%+v", res)
+	}
+	env := m.Envelope
+	if env.Sender != "alice@example.com" {
+		t.Errorf("sender %q", env.Sender)
+	}
+	if len(env.Recipients) != 2 || env.Recipients[0].Addr != "bob@example.org" || env.Recipients[1].Addr != "carol@example.com" ||
+		env.Recipients[1].Orig != "carol" || env.Recipients[1].Notify != "FAILURE" {
+		t.Errorf("recipients %+v", env.Recipients)
+	}
+	// Remote context: nothing added; a missing final newline is supplied.
+	if content != "Subject: x\n\nbody\n" {
+		t.Errorf("content %q", content)
+	}
+}
+
+func TestMissingHeaders(t *testing.T) {
+	c, store := testCleanup(t, "")
+	req := &handoff.Request{Sender: "alice@example.com", RewriteContext: handoff.ContextLocal, Recipients: []handoff.Recipient{{Addr: "b@example.org"}}}
+	_, m, content := run(t, c, store, req, "Subject: x\nX-Long: a\n b\n\nFrom: not a header\n")
+	re := regexp.MustCompile(`^Subject: x\nX-Long: a\n b\nFrom: alice@example\.com\nDate: [^\n]+\nMessage-Id: <\d{14}\.` + string(m.ID) + `@mx\.example\.com>\n\nFrom: not a header\n$`)
+	if !re.MatchString(content) {
+		t.Errorf("content:\n%s", content)
+	}
+	// Present headers are not added again; the null sender becomes
+	// MAILER-DAEMON.
+	req.Sender = ""
+	_, _, content = run(t, c, store, req, "Date: today\nMessage-ID: <a@b>\n\nbody\n")
+	if content != "Date: today\nMessage-ID: <a@b>\nFrom: MAILER-DAEMON\n\nbody\n" {
+		t.Errorf("content:\n%s", content)
+	}
+	// Header only, no body.
+	_, _, content = run(t, c, store, req, "Subject: only")
+	if !strings.HasPrefix(content, "Subject: only\nFrom: MAILER-DAEMON\nDate: ") {
+		t.Errorf("content:\n%s", content)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	c, store := testCleanup(t, "message_size_limit = 100\nheader_size_limit = 20\n")
+	req := &handoff.Request{Sender: "a@example.com", Recipients: []handoff.Recipient{{Addr: "b@example.org"}}}
+	res, _, _ := run(t, c, store, req, "Subject: x\n\n"+strings.Repeat("x", 200)+"\n")
+	if res.Status != handoff.PermFail || res.DSN != "5.3.4" {
+		t.Errorf("too big: %+v", res)
+	}
+	_, _, content := run(t, c, store, req, "Subject: 0123456789012345678901234567890\n continued\n\nbody\n")
+	if content != "Subject: 0123456789\n\nbody\n" {
+		t.Errorf("long header: %q", content)
+	}
+	res, _, _ = run(t, c, store, &handoff.Request{Sender: "a@example.com"}, "x\n")
+	if res.Status != handoff.PermFail {
+		t.Errorf("no recipients: %+v", res)
+	}
+}
+
+func TestHeaderName(t *testing.T) {
+	for in, want := range map[string]string{"Subject: x": "Subject", "X-A:b": "X-A", "Subject : x": "Subject", ": x": "", "no colon": "", "sp ace: x": ""} {
+		got, ok := headerName([]byte(in))
+		if got != want || ok != (want != "") {
+			t.Errorf("headerName(%q) = %q, %v", in, got, ok)
+		}
+	}
+}
+
+func FuzzCopyContent(f *testing.F) {
+	f.Add("Subject: x\n\nbody\n", true)
+	f.Add("X: a\n b\n\tc\nnot header\n", false)
+	f.Fuzz(func(t *testing.T, content string, local bool) {
+		c, store := testCleanup(t, "message_size_limit = 100000\nheader_size_limit = 50\n")
+		ctx := handoff.ContextRemote
+		if local {
+			ctx = handoff.ContextLocal
+		}
+		req := &handoff.Request{Sender: "a@example.com", RewriteContext: ctx, Recipients: []handoff.Recipient{{Addr: "b@example.org"}}}
+		res, _, got := run(t, c, store, req, content)
+		if res.Status != handoff.OK {
+			t.Fatalf("%+v", res)
+		}
+		if len(got) > 0 && got[len(got)-1] != '\n' {
+			t.Errorf("content does not end with a newline: %q", got)
+		}
+		if !local && len(content) < 50 && got != content && got != content+"\n" {
+			t.Errorf("remote content changed: %q -> %q", content, got)
+		}
+	})
+}
