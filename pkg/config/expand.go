@@ -211,7 +211,7 @@ func (e *expander) macro(in string) string {
 // alternatives parses what follows "?": "value", "{value}" or
 // "{value1}:value2" / "{value1}:{value2}".
 func (e *expander) alternatives(s string) (v1, v2 string, has2, ok bool) {
-	t := strings.TrimSpace(s)
+	t := strings.TrimLeft(s, " \t\r\n\v\f")
 	if !strings.HasPrefix(t, "{") {
 		return s, "", false, true
 	}
@@ -220,7 +220,7 @@ func (e *expander) alternatives(s string) (v1, v2 string, has2, ok bool) {
 		e.fail("unbalanced '{' in %q", truncate(s, 60))
 		return "", "", false, false
 	}
-	after = strings.TrimSpace(after)
+	after = strings.TrimLeft(after, " \t\r\n\v\f")
 	if after == "" {
 		return v1, "", false, true
 	}

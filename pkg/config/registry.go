@@ -86,6 +86,7 @@ var noExpand = []string{
 	"forward_path", "mailbox_command", "luser_relay", "default_rbl_reply",
 	"smtpd_reject_footer", "header_from_format",
 	"command_execution_directory", "mailbox_command_maps",
+	"smtpd_expansion_filter", "command_expansion_filter", "forward_expansion_filter",
 }
 
 // computed lists the parameters whose default is worked out at run time.
