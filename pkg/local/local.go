@@ -1,0 +1,277 @@
+// Package local holds Postern's final delivery agents: `virtual` (Postfix's
+// virtual(8): mailboxes of virtual_mailbox_domains under
+// virtual_mailbox_base) and `local` (Postfix's local(8): Unix accounts).
+// One program serves both; master starts it as "virtual" for the virtual
+// service and as "local" for the local service.
+//
+// virtual: the recipient is looked up in virtual_mailbox_maps (Postfix's
+// order: user+ext@domain, user@domain, @domain); the result is a path under
+// virtual_mailbox_base, a Maildir when it ends in '/', else an mbox file.
+// The owner comes from virtual_uid_maps and virtual_gid_maps (e.g.
+// static:5000) and must be at least virtual_minimum_uid. Each delivered
+// message starts with Return-Path:, X-Original-To: and Delivered-To:, as
+// Postfix writes them; the rest is the queued content unchanged. A
+// message larger than virtual_mailbox_limit is refused for an mbox.
+//
+// local: delivery to Unix accounts (aliases, .forward, mbox, commands) is
+// issue 3; until it lands this agent answers each local recipient with a
+// temporary failure that says so, and the mail stays queued.
+//
+// Security: the agent runs as root (master.cf unpriv=n) so that it can
+// give delivered files to their owners. It never changes its own ids (the
+// process is multi-threaded); it walks mailbox paths below the base
+// directory without following symbolic links, creates files exclusively,
+// and fchowns them before they become visible. It reads queue files
+// read-only and trusts the mailbox tables, which belong to the admin.
+package local
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"postern/pkg/config"
+	"postern/pkg/deliver"
+	"postern/pkg/ipc"
+	"postern/pkg/maillog"
+	"postern/pkg/queue"
+	"postern/pkg/resolve"
+	"postern/pkg/server"
+	"postern/pkg/table"
+)
+
+// Agent is the delivery agent.
+type Agent struct {
+	program    string // "virtual" or "local"
+	service    string
+	log        *maillog.Logger
+	store      *queue.Store
+	hostname   string
+	base       string
+	mboxMaps   *table.Maps
+	uidMaps    *table.Maps
+	gidMaps    *table.Maps
+	minUID     int
+	mboxLimit  int64
+	delim      string
+	ipcTimeout time.Duration
+	root       bool
+}
+
+// New builds the agent.
+func New(ctx context.Context, sc *server.Context) (any, error) {
+	return newAgent(sc.Config, sc.Log, sc.Program, sc.Service)
+}
+
+func newAgent(cfg *config.Config, log *maillog.Logger, program, service string) (*Agent, error) {
+	a := &Agent{
+		program:    program,
+		service:    service,
+		log:        log,
+		store:      queue.NewStore(cfg.Get("queue_directory")),
+		hostname:   cfg.Get("myhostname"),
+		base:       cfg.Get("virtual_mailbox_base"),
+		minUID:     cfg.Int("virtual_minimum_uid"),
+		mboxLimit:  cfg.Size("virtual_mailbox_limit"),
+		delim:      cfg.Get("recipient_delimiter"),
+		ipcTimeout: cfg.Duration("ipc_timeout"),
+		root:       os.Geteuid() == 0,
+	}
+	if program != "local" {
+		a.program = "virtual"
+	}
+	tables := table.NewCache(table.Options{Logger: log.Slog()})
+	open := func(spec string) (table.Table, error) { return tables.Open(spec) }
+	for _, p := range []struct {
+		name string
+		dst  **table.Maps
+	}{{"virtual_mailbox_maps", &a.mboxMaps}, {"virtual_uid_maps", &a.uidMaps}, {"virtual_gid_maps", &a.gidMaps}} {
+		m, err := resolve.OpenMaps(cfg, p.name, open)
+		if err != nil {
+			return nil, err
+		}
+		*p.dst = m
+	}
+	return a, nil
+}
+
+// Handle serves one qmgr connection: any number of requests.
+func (a *Agent) Handle(ctx context.Context, conn net.Conn) {
+	ic := ipc.NewConn(conn, ipc.Options{Timeout: a.ipcTimeout})
+	if err := ipc.Hello(ic, a.service); err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		req, err := deliver.ReadRequest(ic)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				a.log.Warning("read delivery request: %v", err)
+			}
+			return
+		}
+		if err := deliver.WriteResults(ic, a.deliverRequest(req)); err != nil {
+			a.log.Warning("%s: send results: %v", req.QueueID, err)
+			return
+		}
+	}
+}
+
+func (a *Agent) deliverRequest(req *deliver.Request) []deliver.Result {
+	out := make([]deliver.Result, 0, len(req.Recipients))
+	got := time.Now()
+	m, err := a.store.Open(req.Queue, queue.ID(req.QueueID))
+	for _, r := range req.Recipients {
+		start := time.Now()
+		var res deliver.Result
+		if err != nil {
+			res = deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot open queue file: " + err.Error()}
+		} else {
+			res = a.deliverOne(m, r)
+		}
+		res.Index = r.Index
+		out = append(out, res)
+		now := time.Now()
+		status := map[deliver.Status]string{deliver.Sent: "sent", deliver.Defer: "deferred", deliver.Bounce: "bounced"}[res.Status]
+		a.log.Delivered(req.QueueID, maillog.Delivery{
+			To: r.Addr, OrigTo: r.Orig, Relay: a.program,
+			Delay:  now.Sub(req.Arrival),
+			Delays: [4]time.Duration{req.Active.Sub(req.Arrival), got.Sub(req.Active), start.Sub(got), now.Sub(start)},
+			DSN:    res.DSN, Status: status, Text: res.Text,
+		})
+	}
+	if m != nil {
+		m.Close()
+	}
+	return out
+}
+
+func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result {
+	if a.program == "local" {
+		return deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "delivery to Unix accounts is not supported by this Postern version"}
+	}
+	path, found, err := a.lookup(a.mboxMaps, r.Addr)
+	if err != nil {
+		return deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "virtual_mailbox_maps lookup failure"}
+	}
+	if !found {
+		return deliver.Result{Status: deliver.Bounce, DSN: "5.1.1", Text: fmt.Sprintf("unknown user: %q", r.Addr)}
+	}
+	o, res := a.owner(r.Addr)
+	if res != nil {
+		return *res
+	}
+	write := func(w io.Writer) error { return a.writeMessage(w, m, r, false) }
+	if strings.HasSuffix(path, "/") {
+		if err := deliverMaildir(a.base, path, a.hostname, o, write); err != nil {
+			a.log.Warning("maildir delivery to %s: %v", r.Addr, err)
+			return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "maildir delivery failed: " + errText(err)}
+		}
+		return deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to maildir"}
+	}
+	if a.mboxLimit > 0 && m.Size > a.mboxLimit {
+		return deliver.Result{Status: deliver.Bounce, DSN: "5.2.2", Text: "mailbox is full"}
+	}
+	write = func(w io.Writer) error { return a.writeMessage(w, m, r, true) }
+	if err := deliverMbox(a.base, path, o, write); err != nil {
+		a.log.Warning("mailbox delivery to %s: %v", r.Addr, err)
+		return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "mailbox delivery failed: " + errText(err)}
+	}
+	return deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to mailbox"}
+}
+
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func (a *Agent) lookup(maps *table.Maps, addr string) (string, bool, error) {
+	return table.LookupAddress(maps, addr, table.AddressOptions{Delimiter: a.delim})
+}
+
+// owner finds the uid and gid for a virtual recipient.
+func (a *Agent) owner(addr string) (owner, *deliver.Result) {
+	ids := [2]int{}
+	for i, maps := range []*table.Maps{a.uidMaps, a.gidMaps} {
+		name := [2]string{"virtual_uid_maps", "virtual_gid_maps"}[i]
+		v, found, err := a.lookup(maps, addr)
+		if err != nil {
+			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: name + " lookup failure"}
+		}
+		if !found {
+			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "recipient has no " + name + " entry"}
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "bad " + name + " value"}
+		}
+		ids[i] = n
+	}
+	if ids[0] < a.minUID {
+		return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: fmt.Sprintf("recipient uid %d is below virtual_minimum_uid", ids[0])}
+	}
+	return owner{uid: ids[0], gid: ids[1], chown: a.root}, nil
+}
+
+// writeMessage writes the delivered form: an mbox "From " line when mbox,
+// then Return-Path:, X-Original-To: and Delivered-To:, then the content
+// (with ">From " quoting and a closing empty line for mbox).
+func (a *Agent) writeMessage(w io.Writer, m *queue.Message, r deliver.Recipient, mbox bool) error {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	sender := m.Envelope.Sender
+	if mbox {
+		from := sender
+		if from == "" {
+			from = "MAILER-DAEMON"
+		}
+		fmt.Fprintf(bw, "From %s  %s\n", from, time.Now().Format("Mon Jan _2 15:04:05 2006"))
+	}
+	fmt.Fprintf(bw, "Return-Path: <%s>\n", sender)
+	orig := r.Orig
+	if orig == "" {
+		orig = r.Addr
+	}
+	fmt.Fprintf(bw, "X-Original-To: %s\n", orig)
+	fmt.Fprintf(bw, "Delivered-To: %s\n", r.Addr)
+	if !mbox {
+		if _, err := io.Copy(bw, m.Content()); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	br := bufio.NewReaderSize(m.Content(), 32<<10)
+	atStart := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if atStart && strings.HasPrefix(string(line), "From ") {
+				bw.WriteByte('>')
+			}
+			bw.Write(line)
+			atStart = line[len(line)-1] == '\n'
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !atStart {
+		bw.WriteByte('\n')
+	}
+	bw.WriteByte('\n')
+	return bw.Flush()
+}

@@ -1,0 +1,225 @@
+package local
+
+// Maildir and mbox stores, written safely by a process that may be root.
+//
+// Every path below the mailbox base directory is walked one component at a
+// time with openat(O_NOFOLLOW|O_DIRECTORY), so a mailbox owner who replaces
+// a directory of their mailbox with a symbolic link cannot make a root
+// delivery write elsewhere. Files are created with O_EXCL|O_NOFOLLOW and
+// handed to the recipient's uid/gid with fchown before they become visible.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// owner is who delivered files and created directories belong to; chown is
+// false when this process cannot (or need not) change ownership.
+type owner struct {
+	uid, gid int
+	chown    bool
+}
+
+// openDirs opens base/rel one component at a time without following
+// symbolic links, creating missing directories (mode 0700, given to o).
+func openDirs(base, rel string, o owner) (int, error) {
+	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", base, err)
+	}
+	return walk(fd, rel, o)
+}
+
+// walk descends from the directory fd along rel, as openDirs; it takes
+// ownership of fd.
+func walk(fd int, rel string, o owner) (int, error) {
+	for _, comp := range strings.Split(rel, "/") {
+		if comp == "" || comp == "." {
+			continue
+		}
+		if comp == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("mailbox path %q leaves the base directory", rel)
+		}
+		next, err := unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if err = unix.Mkdirat(fd, comp, 0700); err != nil && !errors.Is(err, unix.EEXIST) {
+				unix.Close(fd)
+				return -1, fmt.Errorf("create directory %s: %w", comp, err)
+			}
+			next, err = unix.Openat(fd, comp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err == nil && o.chown {
+				if err = unix.Fchown(next, o.uid, o.gid); err != nil {
+					unix.Close(next)
+				}
+			}
+			if err == nil {
+				// Make the new directory entry durable before mail depends on it.
+				unix.Fsync(fd)
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, fmt.Errorf("open directory %s: %w", comp, err)
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+var maildirCounter atomic.Uint64
+
+// deliverMaildir writes one message into the Maildir base/rel (rel ends in
+// '/'): into tmp/, fsynced, then renamed into new/, and new/ fsynced, so
+// a message is in new/ only when complete and durable.
+func deliverMaildir(base, rel, hostname string, o owner, write func(io.Writer) error) error {
+	dir, err := openDirs(base, rel, o)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	var sub [3]int
+	for i, name := range []string{"tmp", "new", "cur"} {
+		var dup int
+		dup, err = unix.Dup(dir)
+		if err == nil {
+			sub[i], err = walk(dup, name, o)
+		}
+		if err != nil {
+			for _, fd := range sub[:i] {
+				unix.Close(fd)
+			}
+			return err
+		}
+	}
+	tmp, newd := sub[0], sub[1]
+	defer unix.Close(tmp)
+	defer unix.Close(newd)
+	defer unix.Close(sub[2])
+
+	now := time.Now()
+	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), maildirCounter.Add(1), safeHost(hostname))
+	fd, err := unix.Openat(tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+	if err != nil {
+		return fmt.Errorf("create maildir file: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Unlinkat(tmp, name, 0)
+		}
+	}()
+	if o.chown {
+		if err := f.Chown(o.uid, o.gid); err != nil {
+			f.Close()
+			return fmt.Errorf("chown maildir file: %w", err)
+		}
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write maildir file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync maildir file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close maildir file: %w", err)
+	}
+	if err := unix.Renameat(tmp, name, newd, name); err != nil {
+		return fmt.Errorf("move maildir file to new: %w", err)
+	}
+	ok = true
+	if err := unix.Fsync(newd); err != nil {
+		return fmt.Errorf("fsync maildir new/: %w", err)
+	}
+	return nil
+}
+
+func safeHost(h string) string {
+	// Maildir names must not contain '/' or ':' (Maildir specification).
+	return strings.NewReplacer("/", "\\057", ":", "\\072").Replace(h)
+}
+
+// deliverMbox appends one message to the mbox file base/rel under an
+// fcntl lock and a dot-lock (Postfix's default mailbox locks for virtual),
+// then fsyncs it. On a write error the file is truncated back to its old
+// size so no half message remains.
+func deliverMbox(base, rel string, o owner, write func(io.Writer) error) error {
+	dirPart, file := "", rel
+	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+		dirPart, file = rel[:i], rel[i+1:]
+	}
+	if file == "" || file == ".." {
+		return fmt.Errorf("bad mailbox path %q", rel)
+	}
+	dir, err := openDirs(base, dirPart, o)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+
+	lock := file + ".lock"
+	var locked bool
+	for i := 0; i < 20; i++ {
+		lfd, err := unix.Openat(dir, lock, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+		if err == nil {
+			unix.Close(lfd)
+			locked = true
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create dot-lock: %w", err)
+		}
+		// A dot-lock older than 5 minutes is stale (Postfix's stale_lock_time).
+		var st unix.Stat_t
+		if unix.Fstatat(dir, lock, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && time.Since(time.Unix(st.Mtim.Sec, 0)) > 5*time.Minute {
+			unix.Unlinkat(dir, lock, 0)
+			continue
+		}
+		time.Sleep(time.Duration(50*(i+1)) * time.Millisecond)
+	}
+	if !locked {
+		return fmt.Errorf("mailbox %s is locked", rel)
+	}
+	defer unix.Unlinkat(dir, lock, 0)
+
+	fd, err := unix.Openat(dir, file, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+	if err != nil {
+		return fmt.Errorf("open mailbox: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), file)
+	defer f.Close()
+	fl := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLKW, &fl); err != nil {
+		return fmt.Errorf("lock mailbox: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("mailbox %s is not a regular file", rel)
+	}
+	size := st.Size()
+	if o.chown && size == 0 {
+		f.Chown(o.uid, o.gid)
+	}
+	if err := write(f); err != nil {
+		f.Truncate(size)
+		return fmt.Errorf("write mailbox: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Truncate(size)
+		return fmt.Errorf("fsync mailbox: %w", err)
+	}
+	return nil
+}

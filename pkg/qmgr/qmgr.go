@@ -1,0 +1,591 @@
+// Package qmgr is Postern's queue manager (Postfix's qmgr(8)): the
+// scheduler between the queue and the delivery agents.
+//
+// It takes new mail from incoming/ into active/ (woken by cleanup's 'I'
+// trigger and by master's periodic 'W'), brings deferred mail back when its
+// retry time (the file's mtime) has come (every queue_run_delay, or at once
+// on an 'F' flush trigger), resolves each pending recipient to a transport
+// and next hop (pkg/resolve), groups recipients per destination (at most
+// <transport>_destination_recipient_limit per request), and sends the
+// requests to the agents at private/<transport> with at most
+// <transport>_destination_concurrency_limit requests in flight per
+// destination. It records each agent result in the queue file in place:
+// Delivered and Failed recipients are done and never retried. When every
+// recipient of a message has an answer the message leaves active/: to
+// deferred/ with a back-off if any was deferred, else it is removed.
+//
+// At start every file already in active/ (left by a crash or a stop) is
+// scheduled again; recipients marked done are skipped, so a crash
+// re-delivers at most the recipients whose result was not yet recorded. A
+// file that does not parse goes to corrupt/ with a warning.
+//
+// Memory is bounded: at most qmgr_message_active_limit messages are in
+// active/ at once; the rest wait in incoming/ and deferred/.
+//
+// Security: qmgr runs as mail_owner. It reads only queue files written by
+// cleanup and talks only to agents through private/.
+package qmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"postern/pkg/config"
+	"postern/pkg/deliver"
+	"postern/pkg/maillog"
+	"postern/pkg/queue"
+	"postern/pkg/resolve"
+	"postern/pkg/server"
+	"postern/pkg/table"
+)
+
+// Trigger bytes.
+const (
+	TriggerIncoming = 'I' // new mail in incoming/
+	TriggerWakeup   = 'W' // periodic wake-up from master
+	TriggerFlush    = 'F' // deliver deferred mail now
+)
+
+// Qmgr is the scheduler.
+type Qmgr struct {
+	cfg      *config.Config
+	log      *maillog.Logger
+	store    *queue.Store
+	resolver *resolve.Resolver
+	private  string
+
+	activeLimit int
+	minBackoff  time.Duration
+	maxBackoff  time.Duration
+	runDelay    time.Duration
+	lifetime    time.Duration
+	ipcTimeout  time.Duration
+
+	incoming chan struct{}
+	deferred chan bool // true: flush (ignore retry times)
+
+	mu     sync.Mutex
+	active map[queue.ID]*message
+	dests  map[string]*dest
+	pools  map[string]*pool
+	jobs   sync.WaitGroup
+}
+
+type message struct {
+	id       queue.ID
+	m        *queue.Message
+	activeAt time.Time
+	jobsLeft int
+	deferred bool
+}
+
+type job struct {
+	msg   *message
+	rcpts []int
+	dest  *dest
+}
+
+type dest struct {
+	transport, nexthop string
+	limit              int
+	running            int
+	pending            []*job
+}
+
+// New builds the qmgr service.
+func New(ctx context.Context, sc *server.Context) (any, error) {
+	q, err := newQmgr(sc.Config, sc.Log)
+	if err != nil {
+		return nil, err
+	}
+	sc.Go(q.run)
+	return q, nil
+}
+
+func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
+	tables := table.NewCache(table.Options{Logger: log.Slog()})
+	res, err := resolve.New(cfg, func(spec string) (table.Table, error) { return tables.Open(spec) })
+	if err != nil {
+		return nil, err
+	}
+	qdir := cfg.Get("queue_directory")
+	q := &Qmgr{
+		cfg:         cfg,
+		log:         log,
+		store:       queue.NewStore(qdir),
+		resolver:    res,
+		private:     filepath.Join(qdir, queue.Private),
+		activeLimit: cfg.Int("qmgr_message_active_limit"),
+		minBackoff:  cfg.Duration("minimal_backoff_time"),
+		maxBackoff:  cfg.Duration("maximal_backoff_time"),
+		runDelay:    cfg.Duration("queue_run_delay"),
+		lifetime:    cfg.Duration("maximal_queue_lifetime"),
+		ipcTimeout:  cfg.Duration("ipc_timeout"),
+		incoming:    make(chan struct{}, 1),
+		deferred:    make(chan bool, 1),
+		active:      map[queue.ID]*message{},
+		dests:       map[string]*dest{},
+		pools:       map[string]*pool{},
+	}
+	if q.activeLimit <= 0 {
+		q.activeLimit = 20000
+	}
+	if q.runDelay <= 0 {
+		q.runDelay = 300 * time.Second
+	}
+	return q, nil
+}
+
+// Wake handles a trigger byte.
+func (q *Qmgr) Wake(ctx context.Context, b byte) {
+	switch b {
+	case TriggerFlush:
+		q.signalDeferred(true)
+		q.signalIncoming()
+	default:
+		q.signalIncoming()
+	}
+}
+
+func (q *Qmgr) signalIncoming() {
+	select {
+	case q.incoming <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Qmgr) signalDeferred(flush bool) {
+	select {
+	case q.deferred <- flush:
+	default:
+		if flush {
+			// A flush must not be lost behind a plain scan request.
+			select {
+			case <-q.deferred:
+			default:
+			}
+			select {
+			case q.deferred <- true:
+			default:
+			}
+		}
+	}
+}
+
+// run is the scheduler's main loop.
+func (q *Qmgr) run(ctx context.Context) {
+	q.recover()
+	q.scanIncoming()
+	q.scanDeferred(false)
+	tick := time.NewTicker(q.runDelay)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			q.jobs.Wait()
+			q.closeAll()
+			return
+		case <-q.incoming:
+			q.scanIncoming()
+		case flush := <-q.deferred:
+			q.scanDeferred(flush)
+		case <-tick.C:
+			q.scanDeferred(false)
+			q.scanIncoming()
+		}
+	}
+}
+
+// recover schedules what a previous qmgr left in active/.
+func (q *Qmgr) recover() {
+	n, _ := q.store.CleanTemp(queue.Incoming, time.Hour)
+	if n > 0 {
+		q.log.Printf("removed %d stale temporary files from incoming", n)
+	}
+	ids, err := q.store.List(queue.Active)
+	if err != nil {
+		q.log.Warning("scan active queue: %v", err)
+		return
+	}
+	for _, id := range ids {
+		q.load(id)
+	}
+}
+
+func (q *Qmgr) room() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.active) < q.activeLimit
+}
+
+func (q *Qmgr) scanIncoming() {
+	ids, err := q.store.List(queue.Incoming)
+	if err != nil {
+		q.log.Warning("scan incoming queue: %v", err)
+		return
+	}
+	for _, id := range ids {
+		if !q.room() {
+			return
+		}
+		if err := q.store.Move(id, queue.Incoming, queue.Active); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: move to active: %v", id, err)
+			}
+			continue
+		}
+		q.load(id)
+	}
+}
+
+func (q *Qmgr) scanDeferred(flush bool) {
+	ids, err := q.store.List(queue.Deferred)
+	if err != nil {
+		q.log.Warning("scan deferred queue: %v", err)
+		return
+	}
+	now := time.Now()
+	for _, id := range ids {
+		if !q.room() {
+			return
+		}
+		if !flush {
+			t, err := q.store.NextAttempt(queue.Deferred, id)
+			if err != nil || t.After(now) {
+				continue
+			}
+		}
+		if err := q.store.Move(id, queue.Deferred, queue.Active); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: move to active: %v", id, err)
+			}
+			continue
+		}
+		q.load(id)
+	}
+}
+
+// load opens a message in active/ and schedules its pending recipients.
+func (q *Qmgr) load(id queue.ID) {
+	m, err := q.store.Open(queue.Active, id)
+	if err != nil {
+		if errors.Is(err, queue.ErrCorrupt) {
+			q.log.Warning("%s: %v; moved to corrupt queue", id, err)
+			if qerr := q.store.Quarantine(queue.Active, id); qerr != nil {
+				q.log.Warning("%s: move to corrupt: %v", id, qerr)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			q.log.Warning("%s: open: %v", id, err)
+		}
+		return
+	}
+	env := &m.Envelope
+	msg := &message{id: id, m: m, activeAt: time.Now()}
+	q.log.Queued(string(id), env.Sender, m.Size, len(env.Recipients))
+
+	expired := q.lifetime > 0 && time.Since(env.Arrival) > q.lifetime
+	groups := map[string]*job{}
+	var order []*job
+	for i, r := range env.Recipients {
+		if r.Status.Done() {
+			continue
+		}
+		if expired {
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "4.4.7", Text: "message expired"}, "expired", "none")
+			continue
+		}
+		res, err := q.resolver.Resolve(r.Addr)
+		if err != nil {
+			q.log.Warning("%s: resolve %s: %v", id, r.Addr, err)
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0", Text: "address resolver failure"}, "", "none")
+			continue
+		}
+		switch res.Transport {
+		case "error":
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "5.1.1", Text: "User unknown in virtual alias table"}, "", "none")
+			continue
+		case "discard":
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Sent, DSN: "2.0.0", Text: "discarded"}, "", "none")
+			continue
+		}
+		key := res.Transport + "\x00" + strings.ToLower(res.Nexthop)
+		j := groups[key]
+		if j == nil || len(j.rcpts) >= q.recipientLimit(res.Transport) {
+			j = &job{msg: msg, dest: q.dest(res.Transport, res.Nexthop)}
+			groups[key] = j
+			order = append(order, j)
+		}
+		j.rcpts = append(j.rcpts, i)
+	}
+	q.mu.Lock()
+	q.active[id] = msg
+	msg.jobsLeft = len(order)
+	if len(order) == 0 {
+		q.mu.Unlock()
+		q.finish(msg)
+		return
+	}
+	for _, j := range order {
+		j.dest.pending = append(j.dest.pending, j)
+	}
+	for _, j := range order {
+		q.dispatch(j.dest)
+	}
+	q.mu.Unlock()
+}
+
+// param returns <transport>_<name> if set, else default_<name>.
+func (q *Qmgr) param(transport, name string) int {
+	if v, ok := q.cfg.Raw(transport + "_" + name); ok && v != "" {
+		return q.cfg.Int(transport + "_" + name)
+	}
+	return q.cfg.Int("default_" + name)
+}
+
+func (q *Qmgr) recipientLimit(transport string) int {
+	n := q.param(transport, "destination_recipient_limit")
+	if n <= 0 {
+		n = 50
+	}
+	return n
+}
+
+// dest returns the destination queue; q.mu need not be held (it takes it).
+func (q *Qmgr) dest(transport, nexthop string) *dest {
+	key := transport + "\x00" + strings.ToLower(nexthop)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	d := q.dests[key]
+	if d == nil {
+		limit := q.param(transport, "destination_concurrency_limit")
+		if limit <= 0 {
+			limit = 20
+		}
+		d = &dest{transport: transport, nexthop: nexthop, limit: limit}
+		q.dests[key] = d
+	}
+	return d
+}
+
+// dispatch starts jobs of d up to its concurrency limit. q.mu is held.
+func (q *Qmgr) dispatch(d *dest) {
+	for d.running < d.limit && len(d.pending) > 0 {
+		j := d.pending[0]
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+		d.running++
+		q.jobs.Add(1)
+		go q.runJob(j)
+	}
+}
+
+func (q *Qmgr) runJob(j *job) {
+	defer q.jobs.Done()
+	msg := j.msg
+	env := &msg.m.Envelope
+	req := &deliver.Request{
+		QueueID: string(msg.id),
+		Queue:   queue.Active,
+		Sender:  env.Sender,
+		Nexthop: j.dest.nexthop,
+		Arrival: env.Arrival,
+		Active:  msg.activeAt,
+	}
+	for _, i := range j.rcpts {
+		r := env.Recipients[i]
+		req.Recipients = append(req.Recipients, deliver.Recipient{Index: i, Addr: r.Addr, Orig: r.Orig, Notify: r.Notify, ORcpt: r.ORcpt})
+	}
+	results, err := q.call(j.dest.transport, req)
+	got := map[int]bool{}
+	for _, r := range results {
+		if !contains(j.rcpts, r.Index) || got[r.Index] {
+			continue
+		}
+		got[r.Index] = true
+		q.finishRecipient(msg, r.Index, r, "", "")
+	}
+	if err != nil {
+		q.log.Warning("%s: transport %s: %v", msg.id, j.dest.transport, err)
+		for _, i := range j.rcpts {
+			if !got[i] {
+				q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0",
+					Text: "delivery temporarily suspended: transport " + j.dest.transport + " unavailable"}, "", "none")
+			}
+		}
+	}
+	q.mu.Lock()
+	j.dest.running--
+	msg.jobsLeft--
+	done := msg.jobsLeft == 0
+	q.dispatch(j.dest)
+	q.mu.Unlock()
+	if done {
+		q.finish(msg)
+	}
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// finishRecipient records one result. logStatus/relay are set when qmgr
+// itself decided (no agent logged the line).
+func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus, relay string) {
+	var st queue.RcptStatus
+	switch r.Status {
+	case deliver.Sent:
+		st = queue.Delivered
+	case deliver.Bounce:
+		st = queue.Failed
+	default:
+		q.mu.Lock()
+		msg.deferred = true
+		q.mu.Unlock()
+	}
+	if st != 0 {
+		if err := msg.m.SetStatus(i, st); err != nil {
+			// The result is lost only in the file: the recipient will be
+			// tried again, which may duplicate it but never loses it.
+			q.log.Warning("%s: record status of recipient %d: %v", msg.id, i, err)
+			q.mu.Lock()
+			msg.deferred = true
+			q.mu.Unlock()
+		}
+	}
+	if relay != "" {
+		rc := msg.m.Envelope.Recipients[i]
+		status := logStatus
+		if status == "" {
+			status = map[deliver.Status]string{deliver.Sent: "sent", deliver.Defer: "deferred", deliver.Bounce: "bounced"}[r.Status]
+		}
+		now := time.Now()
+		q.log.Delivered(string(msg.id), maillog.Delivery{
+			To: rc.Addr, OrigTo: rc.Orig, Relay: relay,
+			Delay:  now.Sub(msg.m.Envelope.Arrival),
+			Delays: [4]time.Duration{msg.activeAt.Sub(msg.m.Envelope.Arrival), now.Sub(msg.activeAt), 0, 0},
+			DSN:    r.DSN, Status: status, Text: r.Text,
+		})
+	}
+}
+
+// finish takes a message out of active/ once every job has answered.
+func (q *Qmgr) finish(msg *message) {
+	q.mu.Lock()
+	delete(q.active, msg.id)
+	deferred := msg.deferred
+	q.mu.Unlock()
+	id := msg.id
+	m := msg.m
+	if deferred {
+		m.Close()
+		age := time.Since(m.Envelope.Arrival)
+		delay := min(max(age, q.minBackoff), q.maxBackoff)
+		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(delay)); err != nil {
+			q.log.Warning("%s: set retry time: %v", id, err)
+		}
+		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
+			q.log.Warning("%s: move to deferred: %v", id, err)
+		}
+	} else {
+		failed := 0
+		for _, r := range m.Envelope.Recipients {
+			if r.Status == queue.Failed {
+				failed++
+			}
+		}
+		if failed > 0 && m.Envelope.Sender != "" {
+			q.log.Printf("%s: sender non-delivery notification for %d recipient(s) to <%s> not sent: bounce messages are not implemented yet (issue 3)", id, failed, m.Envelope.Sender)
+		}
+		m.Close()
+		if err := q.store.Remove(queue.Active, id); err != nil {
+			q.log.Warning("%s: remove: %v", id, err)
+		} else {
+			q.log.Removed(string(id))
+		}
+	}
+	// A slot in active/ is free: take in more.
+	q.signalIncoming()
+}
+
+// pool keeps idle connections to one transport's agent.
+type pool struct {
+	mu   sync.Mutex
+	idle []*deliver.Client
+}
+
+func (q *Qmgr) call(transport string, req *deliver.Request) ([]deliver.Result, error) {
+	q.mu.Lock()
+	p := q.pools[transport]
+	if p == nil {
+		p = &pool{}
+		q.pools[transport] = p
+	}
+	q.mu.Unlock()
+	p.mu.Lock()
+	var cl *deliver.Client
+	if n := len(p.idle); n > 0 {
+		cl = p.idle[n-1]
+		p.idle = p.idle[:n-1]
+	}
+	p.mu.Unlock()
+	fresh := false
+	if cl == nil {
+		var err error
+		cl, err = deliver.Dial(filepath.Join(q.private, transport), transport, q.ipcTimeout)
+		if err != nil {
+			return nil, err
+		}
+		fresh = true
+	}
+	res, err := cl.Deliver(req)
+	if err != nil && !fresh && len(res) == 0 {
+		// An idle connection may have been closed by an agent that exited
+		// (max_idle, reload): try once on a new one.
+		cl.Close()
+		cl, err = deliver.Dial(filepath.Join(q.private, transport), transport, q.ipcTimeout)
+		if err != nil {
+			return nil, err
+		}
+		res, err = cl.Deliver(req)
+	}
+	if err != nil {
+		cl.Close()
+		return res, err
+	}
+	p.mu.Lock()
+	if len(p.idle) < 64 {
+		p.idle = append(p.idle, cl)
+		cl = nil
+	}
+	p.mu.Unlock()
+	if cl != nil {
+		cl.Close()
+	}
+	return res, nil
+}
+
+func (q *Qmgr) closeAll() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, p := range q.pools {
+		for _, c := range p.idle {
+			c.Close()
+		}
+		p.idle = nil
+	}
+	for _, m := range q.active {
+		m.m.Close()
+	}
+}
+
