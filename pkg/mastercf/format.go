@@ -104,5 +104,5 @@ func quoteArg(a string) string {
 // needsGroup reports whether a value must be wrapped in braces to stay
 // one argument.
 func needsGroup(v string) bool {
-	return v == "" || strings.ContainsAny(v, " \t\n\r\v\f") || v[0] == '{'
+	return v == "" || strings.ContainsAny(v, " \t\n\r\v\f") || v[0] == '{' || v[0] == '#'
 }

@@ -421,13 +421,16 @@ func trunc(s string) string {
 func Select(services []Service, selectors []string) (matched []Service, unmatched []string) {
 	hit := make([]bool, len(selectors))
 	for _, s := range services {
+		match := false
 		for i, sel := range selectors {
 			name, typ, hasType := strings.Cut(sel, "/")
 			if (name == "" || name == s.Name) && (!hasType || typ == "" || typ == s.Type) {
 				hit[i] = true
-				matched = append(matched, s)
-				break
+				match = true
 			}
+		}
+		if match {
+			matched = append(matched, s)
 		}
 	}
 	for i, sel := range selectors {
