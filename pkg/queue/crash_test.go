@@ -339,3 +339,14 @@ func TestSyncModes(t *testing.T) {
 		m.Close()
 	}
 }
+
+// TestUnreadableDir: a writer that may not read the directory (sendmail in
+// maildrop/) falls back to fsyncing the renamed file, and succeeds.
+func TestUnreadableDir(t *testing.T) {
+	s := newStore(t)
+	s.syncDir = func(dir string) error { return fmt.Errorf("sync %s: %w", dir, errNoDirRead) }
+	id := writeMessage(t, s, Maildrop, &Envelope{}, []byte("x"))
+	if ids, _ := s.List(Maildrop); len(ids) != 1 || ids[0] != id {
+		t.Errorf("List = %v", ids)
+	}
+}

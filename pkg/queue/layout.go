@@ -57,7 +57,11 @@ func (s *Store) Ensure(uid, gid, setgidGID int) ([]string, error) {
 		path := filepath.Clean(filepath.Join(s.dir, d.Name))
 		fi, err := os.Lstat(path)
 		if errors.Is(err, fs.ErrNotExist) {
-			if err := os.Mkdir(path, d.Mode); err != nil {
+			mkdir := os.Mkdir
+			if d.Name == "." {
+				mkdir = os.MkdirAll // the parents of queue_directory: 0755 less umask
+			}
+			if err := mkdir(path, d.Mode); err != nil {
 				return changes, fmt.Errorf("queue: create %s: %w", path, err)
 			}
 			changes = append(changes, fmt.Sprintf("created %s", path))

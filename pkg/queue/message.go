@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -40,7 +41,9 @@ type Envelope struct {
 }
 
 // Message is an open, parsed queue file. The content is not read by Open;
-// Content reads it from the file on demand.
+// Content reads it from the file on demand. Readers from Content may be
+// used concurrently with each other and with SetStatus; the other methods
+// belong to one goroutine.
 type Message struct {
 	ID       ID
 	Queue    string
@@ -78,11 +81,15 @@ func (s *Store) Open(queue string, id ID) (*Message, error) {
 // OpenFile opens and parses the queue file at path, as Open does; it is
 // for tools given a path. ID is the file's base name, Queue is empty.
 func OpenFile(path string) (*Message, error) {
+	// O_NOFOLLOW: a queue file is never a symlink, and maildrop/ holds
+	// files written by local users. O_NONBLOCK: opening a FIFO someone
+	// left in a queue must not hang; it is then refused as not regular.
+	const flags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK
 	writable := true
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.OpenFile(path, os.O_RDWR|flags, 0)
 	if errors.Is(err, os.ErrPermission) {
 		writable = false
-		f, err = os.Open(path)
+		f, err = os.OpenFile(path, os.O_RDONLY|flags, 0)
 	}
 	if err != nil {
 		return nil, err
