@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// FuzzOpen feeds arbitrary bytes to the reader. It must never panic, must
+// FuzzOpen feeds arbitrary bytes to the reader (Parse, and Walk). It must never panic, must
 // wrap ErrCorrupt in every error, and must never return a message for a
 // file that does not end in a complete END record: a successful parse
 // means the file ends "E\x00" and cutting its last byte makes it fail.
@@ -31,12 +31,19 @@ func FuzzOpen(f *testing.F) {
 	f.Add([]byte("V\x011T\x010S\x00M\x00C\xff\xff\xff\x7fX\x00E\x00"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		werr := Walk(bytes.NewReader(data), int64(len(data)), func(RecType, int64, []byte) error { return nil })
+		if werr != nil && !errors.Is(werr, ErrCorrupt) {
+			t.Fatalf("Walk error %v does not wrap ErrCorrupt", werr)
+		}
 		m, err := Parse(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
 			return
+		}
+		if werr != nil {
+			t.Fatalf("Walk failed on a file that parses: %v", werr)
 		}
 		if !bytes.HasSuffix(data, []byte("E\x00")) {
 			t.Fatalf("parsed a file without END")

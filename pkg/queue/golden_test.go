@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"io"
 	"os"
@@ -46,5 +47,32 @@ func TestGolden(t *testing.T) {
 	if !bytes.Equal(b, content) || !reflect.DeepEqual(m.Envelope.Recipients[:len(env.Recipients)], env.Recipients) ||
 		m.Envelope.Sender != env.Sender || !m.Envelope.Arrival.Equal(env.Arrival) {
 		t.Errorf("golden file decodes to %+v", m.Envelope)
+	}
+}
+
+func TestWalk(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "v1.queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []byte
+	err = Walk(bytes.NewReader(b), int64(len(b)), func(rt RecType, off int64, data []byte) error {
+		if b[off] != byte(rt) {
+			t.Errorf("offset %d is not a %c record", off, rt)
+		}
+		types = append(types, byte(rt))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(types), "VTSAAAAAAAAAUUUURRRRMCXRE"; got != want {
+		t.Errorf("records %s, want %s", got, want)
+	}
+	// A truncated file walks up to the damage, then reports it.
+	n := 0
+	err = Walk(bytes.NewReader(b[:len(b)-5]), int64(len(b)-5), func(RecType, int64, []byte) error { n++; return nil })
+	if !errors.Is(err, ErrCorrupt) || n != len(types)-2 {
+		t.Errorf("truncated: %d records, %v", n, err)
 	}
 }

@@ -476,3 +476,28 @@ func setAttr(env *Envelope, name, value string) error {
 	}
 	return nil
 }
+
+// Walk calls fn for each record of the queue file of size bytes in r, in
+// order, with the record's type, the file offset of its header and its
+// data (valid only during the call), as postcat does. It checks record
+// framing and length limits but not the grammar, so it can show what a
+// corrupt file holds; it stops after an END record, at the end of the
+// file, at the first framing error (which wraps ErrCorrupt) or when fn
+// returns an error.
+func Walk(r io.ReaderAt, size int64, fn func(t RecType, off int64, data []byte) error) error {
+	sc := scanner{r: r, size: size}
+	for sc.off < sc.size {
+		off := sc.off
+		t, _, _, data, err := sc.next(nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(t, off, data); err != nil {
+			return err
+		}
+		if t == RecEnd {
+			return nil
+		}
+	}
+	return nil
+}
