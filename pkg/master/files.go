@@ -159,7 +159,13 @@ func Running(cfg *config.Config) (int, bool) {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return 0, false
 	}
-	if f, err := os.Open(LockFile(cfg)); err == nil {
+	// The lock tells a live master from a reused pid. A caller that may
+	// not open the lock file (not root) goes by the pid alone.
+	f, err := os.Open(LockFile(cfg))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false
+	}
+	if err == nil {
 		defer f.Close()
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
 			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)

@@ -42,7 +42,8 @@
 // # Lifecycle
 //
 // Start: load both files, resolve mail_owner (root only), create or
-// repair the queue tree and data_directory (Prepare), take the instance
+// repair the queue tree and data_directory (Prepare), chdir to
+// queue_directory, take the instance
 // lock $data_directory/master.lock (a second master of the instance
 // fails), open every listener (a failure is fatal), write
 // $queue_directory/pid/master.pid, log "daemon started -- version X,
@@ -329,6 +330,11 @@ func run(dir string, verbose bool) int {
 		log.Warning("%s", c)
 	}
 	if err != nil {
+		return fatal("%v", err)
+	}
+	// Like Postfix's daemons, every process of the instance works in
+	// queue_directory, which is how tools find them (DESIGN §8).
+	if err := os.Chdir(cfg.Get("queue_directory")); err != nil {
 		return fatal("%v", err)
 	}
 	lockFile, err := lock(LockFile(cfg))
