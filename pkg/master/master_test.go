@@ -447,3 +447,43 @@ func TestDetach(t *testing.T) {
 		t.Errorf("bad start: %v, output %q", err, out)
 	}
 }
+
+// TestStockMasterCFRuns starts a master on the benchmark's master.cf
+// (Postfix's stock service list, default unpriv column) with the test
+// worker standing in for Postern's programs: every service Postern has
+// runs, every other one is skipped with one line, and nothing fails.
+func TestStockMasterCFRuns(t *testing.T) {
+	text, err := os.ReadFile("testdata/bench-master.cf.in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	in := newInstance(t, strings.ReplaceAll(string(text), "@PORT@", strconv.Itoa(port)), "")
+	in.start()
+	if s := mustDial(t, port); s.program != "smtpd" {
+		t.Errorf("smtpd service runs %q", s.program)
+	}
+	for _, name := range []string{"qmgr", "pickup", "cleanup", "smtp", "relay", "local", "virtual", "lmtp"} {
+		sock := filepath.Join(in.dir, "q", "private", name)
+		if name == "qmgr" || name == "pickup" || name == "cleanup" {
+			sock = filepath.Join(in.dir, "q", "public", name)
+		}
+		if _, err := os.Stat(sock); err != nil {
+			t.Errorf("service %s: %v", name, err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	log := in.maillog()
+	if n := strings.Count(log, "/master["+strconv.Itoa(in.cmd.Process.Pid)+"]: service "); n != 16 {
+		t.Errorf("%d skip lines, want 16:\n%s", n, log)
+	}
+	for _, bad := range []string{"warning: process", "bad command startup", "fatal:", "error:"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("maillog has %q:\n%s", bad, log)
+		}
+	}
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	if code := in.exitCode(20 * time.Second); code != 0 {
+		t.Fatalf("master exit %d\n%s", code, in.stderr.String())
+	}
+}
