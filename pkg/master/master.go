@@ -251,8 +251,8 @@ type restartReq struct {
 	gen int
 }
 
-// Master is a running master.
-type Master struct {
+// supervisor is a running master.
+type supervisor struct {
 	dir      string
 	verbose  bool
 	cfg      *config.Config
@@ -308,7 +308,7 @@ func run(dir string, verbose bool) int {
 		}
 		return 1
 	}
-	m := &Master{
+	m := &supervisor{
 		dir:      dir,
 		verbose:  verbose,
 		cfg:      cfg,
@@ -388,7 +388,7 @@ func run(dir string, verbose bool) int {
 	}
 }
 
-func (m *Master) logProblems(problems []config.Problem) {
+func (m *supervisor) logProblems(problems []config.Problem) {
 	for _, p := range problems {
 		if p.Line > 0 {
 			m.log.Warning("%s:%d: %s", p.File, p.Line, p.Msg)
@@ -400,7 +400,7 @@ func (m *Master) logProblems(problems []config.Problem) {
 
 // plan resolves services for the current configuration, logging each
 // skipped one once.
-func (m *Master) plan(defs []mastercf.Service) []*service {
+func (m *supervisor) plan(defs []mastercf.Service) []*service {
 	daemonDir := m.cfg.Get("daemon_directory")
 	var out []*service
 	for _, d := range defs {
@@ -423,7 +423,7 @@ func (m *Master) plan(defs []mastercf.Service) []*service {
 }
 
 // open opens the listeners of s.
-func (m *Master) open(s *service) error {
+func (m *supervisor) open(s *service) error {
 	for _, a := range s.addrs {
 		f, err := listen(a)
 		if err != nil {
@@ -475,13 +475,13 @@ func listen(a Address) (*os.File, error) {
 }
 
 // add registers an opened service and starts its wake-up timer.
-func (m *Master) add(s *service) {
+func (m *supervisor) add(s *service) {
 	m.services[s.def.Key()] = s
 	m.order = append(m.order, s.def.Key())
 	m.startWakeup(s)
 }
 
-func (m *Master) startWakeup(s *service) {
+func (m *supervisor) startWakeup(s *service) {
 	if s.def.Wakeup <= 0 {
 		return
 	}
@@ -489,7 +489,7 @@ func (m *Master) startWakeup(s *service) {
 	go wakeLoop(m.log, &s.used, s.def.Key(), s.def.Wakeup, s.def.WakeupIfUsed, DialAddress(s.addrs[0]), s.wakeStop)
 }
 
-func (m *Master) stopWakeup(s *service) {
+func (m *supervisor) stopWakeup(s *service) {
 	if s.wakeStop != nil {
 		close(s.wakeStop)
 		s.wakeStop = nil
@@ -541,7 +541,7 @@ func DialAddress(a Address) Address {
 }
 
 // env is a worker's environment: import_environment, then the contract.
-func (m *Master) env(s *service) []string {
+func (m *supervisor) env(s *service) []string {
 	var env []string
 	for _, item := range m.cfg.List("import_environment") {
 		if strings.Contains(item, "=") {
@@ -569,7 +569,7 @@ func (m *Master) env(s *service) []string {
 }
 
 // start starts the accepting worker of s.
-func (m *Master) start(s *service) {
+func (m *supervisor) start(s *service) {
 	if s.cur != nil || s.removed || m.stopping || s.throttled {
 		return
 	}
@@ -624,7 +624,7 @@ func (m *Master) start(s *service) {
 	go m.readStatus(p)
 }
 
-func (m *Master) readStatus(p *proc) {
+func (m *supervisor) readStatus(p *proc) {
 	buf := make([]byte, 16)
 	for {
 		n, err := p.status.Read(buf)
@@ -650,7 +650,7 @@ func (p *proc) closeStatus() {
 }
 
 // retire moves the accepting worker of s to the draining set.
-func (m *Master) retire(s *service) {
+func (m *supervisor) retire(s *service) {
 	if p := s.cur; p != nil {
 		s.cur = nil
 		s.old[p] = true
@@ -658,7 +658,7 @@ func (m *Master) retire(s *service) {
 	}
 }
 
-func (m *Master) status(ev statusEvent) {
+func (m *supervisor) status(ev statusEvent) {
 	p, s := ev.p, ev.p.svc
 	switch ev.b {
 	case server.StatusUsed:
@@ -675,7 +675,7 @@ func (m *Master) status(ev statusEvent) {
 }
 
 // throttle delays the next start of s by service_throttle_time.
-func (m *Master) throttle(s *service) {
+func (m *supervisor) throttle(s *service) {
 	s.throttleGen++
 	s.throttled = true
 	r := restartReq{s, s.throttleGen}
@@ -688,7 +688,7 @@ func (m *Master) throttle(s *service) {
 }
 
 // exited handles a reaped worker.
-func (m *Master) exited(p *proc) {
+func (m *supervisor) exited(p *proc) {
 	delete(m.procs, p)
 	p.closeStatus()
 	s := p.svc
@@ -720,7 +720,7 @@ func (m *Master) exited(p *proc) {
 }
 
 // remove stops a service: its workers finish, its listeners close.
-func (m *Master) remove(s *service) {
+func (m *supervisor) remove(s *service) {
 	s.removed = true
 	m.stopWakeup(s)
 	m.retire(s)
@@ -741,7 +741,7 @@ func (m *Master) remove(s *service) {
 }
 
 // closeAll closes every listener (startup failure).
-func (m *Master) closeAll() {
+func (m *supervisor) closeAll() {
 	for _, s := range m.services {
 		for _, l := range s.lns {
 			l.Close()
@@ -753,7 +753,7 @@ func sameAddrs(a, b []Address) bool { return slices.Equal(a, b) }
 
 // reload re-reads the configuration and replaces workers; see the package
 // doc.
-func (m *Master) reload() {
+func (m *supervisor) reload() {
 	cfg, err := config.Load(m.dir)
 	if err != nil {
 		m.log.Error("%v", err)
@@ -818,7 +818,7 @@ func (m *Master) reload() {
 }
 
 // terminate stops every worker and waits until all are reaped.
-func (m *Master) terminate(sig syscall.Signal) {
+func (m *supervisor) terminate(sig syscall.Signal) {
 	m.log.Printf("terminating on signal %d", int(sig))
 	m.stopping = true
 	for _, s := range m.services {
