@@ -104,6 +104,10 @@ func newAgent(cfg *config.Config, log *maillog.Logger, program, service string) 
 
 // Handle serves one qmgr connection: any number of requests.
 func (a *Agent) Handle(ctx context.Context, conn net.Conn) {
+	// qmgr keeps this connection open between requests: on shutdown, close
+	// it so the read below ends at once.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	ic := ipc.NewConn(conn, ipc.Options{Timeout: a.ipcTimeout})
 	if err := ipc.Hello(ic, a.service); err != nil {
 		return
