@@ -587,4 +587,3 @@ func (q *Qmgr) closeAll() {
 		m.m.Close()
 	}
 }
-
