@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"postern/pkg/dirsync"
 )
 
 // Queue directory names, relative to the queue directory.
@@ -52,9 +54,10 @@ const (
 type Store struct {
 	dir string
 
-	mu      sync.Mutex
-	mode    SyncMode
-	syncers map[string]*dirSyncer
+	mu   sync.Mutex
+	mode SyncMode
+	// group shares directory fsyncs between concurrent commits.
+	group dirsync.Group
 
 	// hook, when set (tests only), is called at each step of the commit
 	// protocol with the step's name and the file's current path.
@@ -66,7 +69,7 @@ type Store struct {
 // NewStore returns the store rooted at dir, the queue_directory. It does
 // not touch the file system; Ensure creates the directories.
 func NewStore(dir string) *Store {
-	return &Store{dir: dir, syncers: make(map[string]*dirSyncer), syncDir: fsyncDir}
+	return &Store{dir: dir, syncDir: fsyncDir}
 }
 
 // Dir returns the queue directory.

@@ -419,7 +419,7 @@ func (w *Writer) syncEntry() error {
 	case SyncEach:
 		err = w.s.syncDir(w.dir)
 	default:
-		err = w.s.syncer(w.dir).wait(w.dir, w.s.syncDir)
+		err = w.s.group.Sync(w.dir, w.s.syncDir)
 	}
 	if errors.Is(err, errNoDirRead) {
 		// sendmail in maildrop/ may create files but not read the
