@@ -39,6 +39,7 @@ import (
 
 	"postern/pkg/config"
 	"postern/pkg/deliver"
+	"postern/pkg/dirsync"
 	"postern/pkg/ipc"
 	"postern/pkg/maillog"
 	"postern/pkg/queue"
@@ -63,6 +64,7 @@ type Agent struct {
 	delim      string
 	ipcTimeout time.Duration
 	root       bool
+	dirs       dirsync.Group // shared fsyncs of Maildir new/ directories
 }
 
 // New builds the agent.
@@ -173,7 +175,7 @@ func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result
 	}
 	write := func(w io.Writer) error { return a.writeMessage(w, m, r, false) }
 	if strings.HasSuffix(path, "/") {
-		if err := deliverMaildir(a.base, path, a.hostname, o, write); err != nil {
+		if err := deliverMaildir(a.base, path, a.hostname, o, &a.dirs, write); err != nil {
 			a.log.Warning("maildir delivery to %s: %v", r.Addr, err)
 			return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "maildir delivery failed: " + errText(err)}
 		}

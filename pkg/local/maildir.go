@@ -13,11 +13,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"postern/pkg/dirsync"
 )
 
 // owner is who delivered files and created directories belong to; chown is
@@ -77,9 +80,10 @@ func walk(fd int, rel string, o owner) (int, error) {
 var maildirCounter atomic.Uint64
 
 // deliverMaildir writes one message into the Maildir base/rel (rel ends in
-// '/'): into tmp/, fsynced, then renamed into new/, and new/ fsynced, so
-// a message is in new/ only when complete and durable.
-func deliverMaildir(base, rel, hostname string, o owner, write func(io.Writer) error) error {
+// '/'): into tmp/, fsynced, then renamed into new/, and new/ fsynced
+// (shared with concurrent deliveries to the same Maildir through group),
+// so a message is in new/ only when complete and durable.
+func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, write func(io.Writer) error) error {
 	dir, err := openDirs(base, rel, o)
 	if err != nil {
 		return err
@@ -138,7 +142,8 @@ func deliverMaildir(base, rel, hostname string, o owner, write func(io.Writer) e
 		return fmt.Errorf("move maildir file to new: %w", err)
 	}
 	ok = true
-	if err := unix.Fsync(newd); err != nil {
+	newPath := filepath.Join(base, rel, "new")
+	if err := group.Sync(newPath, func(string) error { return unix.Fsync(newd) }); err != nil {
 		return fmt.Errorf("fsync maildir new/: %w", err)
 	}
 	return nil

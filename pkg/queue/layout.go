@@ -39,6 +39,7 @@ var Layout = []DirSpec{
 	{Name: Bounce, Mode: 0o700},
 	{Name: Defer, Mode: 0o700},
 	{Name: Trace, Mode: 0o700},
+	{Name: Free, Mode: 0o700},
 }
 
 // Ensure creates every directory of Layout that is missing and repairs the

@@ -64,12 +64,18 @@ type Store struct {
 	hook func(step, path string)
 	// syncDir makes the entries of one directory durable; tests wrap it.
 	syncDir func(dir string) error
+
+	// Recycling (free.go), under mu.
+	freeCount int // approximate number of files in free/; -1 unknown
+	recycled  int
+	freeNames []string
+	freeScan  time.Time
 }
 
 // NewStore returns the store rooted at dir, the queue_directory. It does
 // not touch the file system; Ensure creates the directories.
 func NewStore(dir string) *Store {
-	return &Store{dir: dir, syncDir: fsyncDir}
+	return &Store{dir: dir, syncDir: fsyncDir, freeCount: -1}
 }
 
 // Dir returns the queue directory.
@@ -133,7 +139,11 @@ func (s *Store) Remove(queue string, id ID) error {
 	if err := checkName(queue, id); err != nil {
 		return err
 	}
-	if err := os.Remove(s.Path(queue, id)); err != nil {
+	path := s.Path(queue, id)
+	if s.recycle(queue, path) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("%s: remove from %s: %w", id, queue, err)
 	}
 	return nil

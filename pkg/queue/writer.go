@@ -67,7 +67,11 @@ func (s *Store) CreatePerm(queue string, perm os.FileMode) (*Writer, error) {
 	dir := filepath.Join(s.dir, queue)
 	var f *os.File
 	var tmp string
-	for tries := 0; ; tries++ {
+	if queue == Incoming {
+		tmp = filepath.Join(dir, string(NewID())+tempSuffix)
+		f = s.reuse(tmp, perm)
+	}
+	for tries := 0; f == nil; tries++ {
 		tmp = filepath.Join(dir, string(NewID())+tempSuffix)
 		var err error
 		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
