@@ -253,7 +253,7 @@ func (in *Instance) Stop() {
 
 func (in *Instance) cleanup() {
 	pid := in.MasterPID()
-	if pid == 0 || syscall.Kill(pid, 0) != nil {
+	if pid == 0 || !alive(pid) {
 		return
 	}
 	kids := in.Children()
@@ -262,7 +262,7 @@ func (in *Instance) cleanup() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for k := range kids {
-		if syscall.Kill(k, 0) == nil {
+		if alive(k) {
 			in.t.Errorf("process %d still alive after stop", k)
 			syscall.Kill(k, syscall.SIGKILL)
 		}
