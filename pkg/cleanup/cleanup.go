@@ -30,6 +30,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"postern/pkg/config"
@@ -52,11 +53,33 @@ type Cleanup struct {
 	qmgrPath    string
 	ipcTimeout  time.Duration
 	maxRcpt     int
+	// wake holds at most one pending wake-up for qmgr (see waker).
+	wake chan struct{}
 }
 
 // New builds the cleanup service from the worker context.
 func New(ctx context.Context, sc *server.Context) (any, error) {
-	return newCleanup(sc.Config, sc.Log), nil
+	c := newCleanup(sc.Config, sc.Log)
+	sc.Go(c.waker)
+	return c, nil
+}
+
+// waker sends qmgr its 'I' wake-ups, one at a time. A session that has
+// committed a file leaves a signal in c.wake; one connect to qmgr then
+// covers every file committed before it started, since qmgr scans the
+// whole of incoming/. Under load this turns a connect per message into a
+// connect per batch.
+func (c *Cleanup) waker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wake:
+			if err := ipc.Trigger(c.qmgrPath, 'I', c.ipcTimeout); err != nil {
+				c.log.Warning("wake up qmgr: %v", err)
+			}
+		}
+	}
 }
 
 func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
@@ -72,6 +95,7 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 		qmgrPath:    filepath.Join(qdir, queue.Public, cfg.Get("queue_service_name")),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
 		maxRcpt:     1000000,
+		wake:        make(chan struct{}, 1),
 	}
 }
 
@@ -111,8 +135,9 @@ func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
 		c.log.Warning("%s: reply to client: %v", id, err)
 	}
 	if res.Status == handoff.OK {
-		if err := ipc.Trigger(c.qmgrPath, 'I', c.ipcTimeout); err != nil {
-			c.log.Warning("%s: wake up qmgr: %v", id, err)
+		select {
+		case c.wake <- struct{}{}:
+		default: // a wake-up is already pending and will cover this file
 		}
 	}
 }
@@ -192,7 +217,9 @@ var errTooBig = errors.New("message too big")
 // over-long headers, and adds the missing ones before the end of the
 // header; the body is copied as it is. It returns the Message-Id value.
 func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string, addMissing bool, id string) (string, error) {
-	br := bufio.NewReaderSize(content, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(content)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	var (
 		haveFrom, haveDate, haveMsgID bool
 		msgID                         string
@@ -304,22 +331,25 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string,
 		}
 		break
 	}
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := br.Read(buf)
-		if n > 0 {
-			if e := write(buf[:n]); e != nil {
-				return msgID, e
-			}
-		}
-		if err == io.EOF {
-			return msgID, c.finish(write, last)
-		}
-		if err != nil {
-			return msgID, err
-		}
+	// The body is copied as it is, straight from the reader's buffer.
+	if _, err := br.WriteTo(writeFunc(write)); err != nil {
+		return msgID, err
 	}
+	return msgID, c.finish(write, last)
 }
+
+// writeFunc adapts copyContent's write to io.Writer.
+type writeFunc func([]byte) error
+
+func (f writeFunc) Write(p []byte) (int, error) {
+	if err := f(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// readers holds the 64 KiB readers of copyContent between messages.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
 // finish makes sure the content ends with a line ending.
 func (c *Cleanup) finish(write func([]byte) error, last byte) error {

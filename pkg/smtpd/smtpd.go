@@ -532,10 +532,16 @@ func (ss *session) received(id string) string {
 	return b.String()
 }
 
+// copyBufs holds the two 32 KiB buffers of copyNormalized between
+// messages.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // copyNormalized copies SMTP content, turning every CRLF into LF.
 func copyNormalized(w io.Writer, r io.Reader) error {
-	buf := make([]byte, 32<<10)
-	out := make([]byte, 0, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := (*bp)[:32<<10]
+	out := (*bp)[32<<10 : 32<<10 : 64<<10]
 	pendingCR := false
 	for {
 		n, err := r.Read(buf)

@@ -48,7 +48,7 @@ smtpd_peername_lookup = no
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cl, err := cleanup.New(ctx, &server.Context{Config: cfg, Log: log})
+	cl, err := cleanup.New(ctx, &server.Context{Config: cfg, Log: log, Go: func(f func(context.Context)) { go f(ctx) }})
 	if err != nil {
 		t.Fatal(err)
 	}
