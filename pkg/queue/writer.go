@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -28,7 +29,8 @@ type Writer struct {
 	final string // the path under the queue ID
 
 	state writerState
-	chunk []byte // content not yet written as a record
+	buf   *writerBuf // bw and chunk's memory, back to writerBufs when done
+	chunk []byte     // content not yet written as a record
 	size  int64
 	hdr   [1 + maxLenBytes]byte
 	err   error // the first write error; every later call returns it
@@ -114,11 +116,12 @@ func (s *Store) CreatePerm(queue string, perm os.FileMode) (*Writer, error) {
 		dir:   dir,
 		id:    id,
 		f:     f,
-		bw:    bufio.NewWriterSize(f, chunkSize),
 		tmp:   tmp,
 		final: filepath.Join(dir, string(id)),
-		chunk: make([]byte, 0, chunkSize),
 	}
+	w.buf = writerBufs.Get().(*writerBuf)
+	w.buf.bw.Reset(f)
+	w.bw, w.chunk = w.buf.bw, w.buf.chunk[:0]
 	s.step("created", tmp)
 	return w, nil
 }
@@ -389,6 +392,7 @@ func (w *Writer) Commit() error {
 	if err := w.bw.Flush(); err != nil {
 		return w.fail(err)
 	}
+	w.release()
 	w.s.step("flushed", w.tmp)
 	// The data must be on disk before the name points at it: a crash
 	// after the rename must never expose a file whose blocks were lost.
@@ -451,6 +455,7 @@ func (w *Writer) Abort() error {
 	case wCommitted, wAborted:
 		return nil
 	}
+	w.release()
 	if w.f != nil {
 		w.f.Close()
 		w.f = nil
@@ -464,4 +469,26 @@ func (w *Writer) Abort() error {
 		return fmt.Errorf("%s: abort: %w", w.id, err)
 	}
 	return nil
+}
+
+// writerBuf is a writer's 128 KiB of buffers, kept between messages:
+// allocating them per message was most of cleanup's garbage.
+type writerBuf struct {
+	bw    *bufio.Writer
+	chunk []byte
+}
+
+var writerBufs = sync.Pool{New: func() any {
+	return &writerBuf{bw: bufio.NewWriterSize(nil, chunkSize), chunk: make([]byte, 0, chunkSize)}
+}}
+
+// release returns the buffers; the writer writes nothing after it.
+func (w *Writer) release() {
+	if w.buf == nil {
+		return
+	}
+	w.buf.bw.Reset(nil)
+	w.buf.chunk = w.chunk[:0]
+	writerBufs.Put(w.buf)
+	w.buf, w.bw, w.chunk = nil, nil, nil
 }

@@ -233,7 +233,7 @@ func run(p Program, argv []string) int {
 	// buffers: collecting less often trades a few MB for CPU on every
 	// message. GOGC in the environment still decides when set.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(200)
 	}
 	listenName := os.Getenv(EnvListen)
 	if listenName == "" {
