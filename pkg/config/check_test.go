@@ -15,7 +15,7 @@ smtpd_timeout = 30x
 message_size_limit = 10m
 queue_run_delay = 300
 no_such_thing = 1
-relay_destination_concurrency_limit = 5
+smtp_header_checks = regexp:/x
 relay_transport_rate_delay = 1q
 helper = a
 mydestination = $helper, $myhostname
@@ -36,7 +36,7 @@ forward_path = $home/.forward
 		"/etc/postern/main.cf:4: error: bad time value for parameter smtpd_timeout: \"30x\"",
 		"/etc/postern/main.cf:5: error: bad size value for parameter message_size_limit: \"10m\"",
 		"/etc/postern/main.cf:7: warning: unknown parameter no_such_thing",
-		"/etc/postern/main.cf:8: warning: parameter relay_destination_concurrency_limit is not supported by Postern and is ignored",
+		"/etc/postern/main.cf:8: warning: parameter smtp_header_checks is not supported by Postern and is ignored",
 		"/etc/postern/main.cf:9: error: bad time value for parameter relay_transport_rate_delay: \"1q\"",
 		"/etc/postern/main.cf:12: error: parameter loopy: loop in $name expansion: loopy -> loopy",
 		"/etc/postern/main.cf:13: warning: parameter body_checks is not supported by Postern and is ignored",

@@ -96,6 +96,15 @@ var supported = []string{
 	"lmtp_rset_timeout", "lmtp_quit_timeout", "lmtp_connection_cache_time_limit", "lmtp_tls_security_level",
 	"lmtp_sasl_auth_enable", "lmtp_sasl_password_maps", "lmtp_sasl_security_options",
 	"lmtp_sasl_tls_security_options", "lmtp_sasl_mechanism_filter",
+	"local_transport", "relay_transport", "default_transport",
+	"always_add_missing_headers", "smtpd_reject_unlisted_recipient", "smtpd_peername_lookup",
+	"qmgr_message_active_limit",
+	"default_destination_concurrency_limit", "default_destination_recipient_limit",
+	"lmtp_destination_concurrency_limit", "lmtp_destination_recipient_limit",
+	"local_destination_concurrency_limit", "local_destination_recipient_limit",
+	"relay_destination_concurrency_limit", "relay_destination_recipient_limit",
+	"smtp_destination_concurrency_limit", "smtp_destination_recipient_limit",
+	"virtual_destination_concurrency_limit", "virtual_destination_recipient_limit",
 }
 
 // posternOnly lists the parameters Postfix does not have.

@@ -339,10 +339,16 @@ func (q *Qmgr) load(id queue.ID) {
 	q.mu.Unlock()
 }
 
-// param returns <transport>_<name> if set, else default_<name>.
+// param returns <transport>_<name> when main.cf sets it or Postfix
+// defines it (local_destination_recipient_limit = 1, ...), else
+// default_<name>.
 func (q *Qmgr) param(transport, name string) int {
-	if v, ok := q.cfg.Raw(transport + "_" + name); ok && v != "" {
-		return q.cfg.Int(transport + "_" + name)
+	key := transport + "_" + name
+	if v, ok := q.cfg.Raw(key); ok && v != "" {
+		return q.cfg.Int(key)
+	}
+	if _, ok := config.Lookup(key); ok {
+		return q.cfg.Int(key)
 	}
 	return q.cfg.Int("default_" + name)
 }
