@@ -82,6 +82,7 @@ type message struct {
 	activeAt time.Time
 	jobsLeft int
 	deferred bool
+	failures []failure // why recipients failed, for the bounce (under q.mu)
 }
 
 type job struct {
@@ -453,6 +454,9 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 		st = queue.Delivered
 	case deliver.Bounce:
 		st = queue.Failed
+		q.mu.Lock()
+		msg.failures = append(msg.failures, failure{index: i, result: r, when: time.Now()})
+		q.mu.Unlock()
 	default:
 		q.mu.Lock()
 		msg.deferred = true
@@ -502,16 +506,17 @@ func (q *Qmgr) finish(msg *message) {
 		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
 			q.log.Warning("%s: move to deferred: %v", id, err)
 		}
+	} else if err := q.bounce(msg); err != nil {
+		// Keep the message until its sender can be told.
+		q.log.Warning("%s: %v", id, err)
+		m.Close()
+		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(q.minBackoff)); err != nil {
+			q.log.Warning("%s: set retry time: %v", id, err)
+		}
+		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
+			q.log.Warning("%s: move to deferred: %v", id, err)
+		}
 	} else {
-		failed := 0
-		for _, r := range m.Envelope.Recipients {
-			if r.Status == queue.Failed {
-				failed++
-			}
-		}
-		if failed > 0 && m.Envelope.Sender != "" {
-			q.log.Printf("%s: sender non-delivery notification for %d recipient(s) to <%s> not sent: bounce messages are not implemented yet (issue 3)", id, failed, m.Envelope.Sender)
-		}
 		m.Close()
 		if err := q.store.Remove(queue.Active, id); err != nil {
 			q.log.Warning("%s: remove: %v", id, err)
