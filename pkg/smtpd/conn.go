@@ -50,6 +50,7 @@ type sessionConn struct {
 	heloArg  string
 	heloName string
 	isEhlo   bool
+	held     []byte // lines of a multi-line reply not yet written
 }
 
 const maxTrackedLine = 1024
@@ -178,6 +179,23 @@ func (c *sessionConn) Write(p []byte) (int, error) {
 		}
 		rest = rest[i+1:]
 		c.endOutputLine()
+	}
+	// go-smtp writes a multi-line reply (EHLO) one line per Write: hold
+	// the "250-" lines and send the reply in one segment with its last
+	// line, saving the client a wake-up per line.
+	if len(p) >= 6 && p[3] == '-' && p[len(p)-1] == '\n' && len(c.held)+len(p) <= maxTrackedLine*4 {
+		c.held = append(c.held, p...)
+		c.mu.Unlock()
+		return len(p), nil
+	}
+	if len(c.held) > 0 {
+		out := append(c.held, p...)
+		c.held = c.held[:0]
+		c.mu.Unlock()
+		if _, err := c.Conn.Write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	c.mu.Unlock()
 	return c.Conn.Write(p)
