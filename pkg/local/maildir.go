@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,16 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 
 	now := time.Now()
 	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), maildirCounter.Add(1), safeHost(hostname))
+	newPath := filepath.Join(base, rel, "new")
+	if done, err := deliverUnnamed(newd, name, o, write); done {
+		if err != nil {
+			return err
+		}
+		if err := group.Sync(newPath, func(string) error { return unix.Fsync(newd) }); err != nil {
+			return fmt.Errorf("fsync maildir new/: %w", err)
+		}
+		return nil
+	}
 	fd, err := unix.Openat(tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
 	if err != nil {
 		return fmt.Errorf("create maildir file: %w", err)
@@ -142,11 +153,44 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 		return fmt.Errorf("move maildir file to new: %w", err)
 	}
 	ok = true
-	newPath := filepath.Join(base, rel, "new")
 	if err := group.Sync(newPath, func(string) error { return unix.Fsync(newd) }); err != nil {
 		return fmt.Errorf("fsync maildir new/: %w", err)
 	}
 	return nil
+}
+
+// deliverUnnamed writes the message as an unnamed file in new/
+// (O_TMPFILE), fsyncs it and only then links it in under name: the file
+// appears in new/ complete and durable, as the tmp/-then-rename protocol
+// guarantees, with one directory update instead of three, and a crash
+// leaves no debris (the kernel frees an unnamed inode). done is false when
+// the file system cannot do it, and the caller uses tmp/.
+func deliverUnnamed(newd int, name string, o owner, write func(io.Writer) error) (done bool, err error) {
+	fd, err := unix.Openat(newd, ".", unix.O_WRONLY|unix.O_TMPFILE|unix.O_CLOEXEC, 0600)
+	if err != nil {
+		return false, nil
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	if o.chown {
+		if err := f.Chown(o.uid, o.gid); err != nil {
+			return true, fmt.Errorf("chown maildir file: %w", err)
+		}
+	}
+	if err := write(f); err != nil {
+		return true, fmt.Errorf("write maildir file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return true, fmt.Errorf("fsync maildir file: %w", err)
+	}
+	// linkat through /proc needs no privilege, unlike AT_EMPTY_PATH.
+	if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), newd, name, unix.AT_SYMLINK_FOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil // no /proc: use tmp/
+		}
+		return true, fmt.Errorf("link maildir file into new: %w", err)
+	}
+	return true, nil
 }
 
 func safeHost(h string) string {
