@@ -21,7 +21,7 @@ helper = a
 mydestination = $helper, $myhostname
 loopy = $loopy
 body_checks = regexp:/etc/postern/body_checks
-forward_path = $home/.forward
+luser_relay = $user@elsewhere.example
 `)
 	c.Set("smtpd_recipient_limit", "many")
 	isTransport := func(n string) bool { return n == "relay" }
@@ -40,7 +40,7 @@ forward_path = $home/.forward
 		"/etc/postern/main.cf:9: error: bad time value for parameter relay_transport_rate_delay: \"1q\"",
 		"/etc/postern/main.cf:12: error: parameter loopy: loop in $name expansion: loopy -> loopy",
 		"/etc/postern/main.cf:13: warning: parameter body_checks is not supported by Postern and is ignored",
-		"/etc/postern/main.cf:14: warning: parameter forward_path is not supported by Postern and is ignored",
+		"/etc/postern/main.cf:14: warning: parameter luser_relay is not supported by Postern and is ignored",
 		"override: error: bad numerical value for parameter smtpd_recipient_limit: \"many\"",
 	}
 	for _, w := range want {

@@ -105,6 +105,12 @@ var supported = []string{
 	"relay_destination_concurrency_limit", "relay_destination_recipient_limit",
 	"smtp_destination_concurrency_limit", "smtp_destination_recipient_limit",
 	"virtual_destination_concurrency_limit", "virtual_destination_recipient_limit",
+	"alias_maps", "local_recipient_maps", "forward_path", "forward_expansion_filter",
+	"home_mailbox", "mail_spool_directory", "mailbox_command", "command_expansion_filter",
+	"mailbox_delivery_lock", "mailbox_size_limit", "deliver_lock_attempts", "deliver_lock_delay",
+	"stale_lock_time", "strict_mailbox_ownership", "allow_mail_to_commands", "allow_mail_to_files",
+	"command_time_limit", "command_execution_directory", "local_command_shell", "default_privs",
+	"export_environment", "prepend_delivered_header", "owner_request_special",
 }
 
 // posternOnly lists the parameters Postfix does not have.
