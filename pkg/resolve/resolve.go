@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"postern/pkg/address"
 	"postern/pkg/config"
@@ -66,13 +67,49 @@ type Resolver struct {
 	delim         string
 	vmboxMaps     *table.Maps
 	valiasMaps    *table.Maps
+	localRcpt     localRecipientMaps
+}
+
+// localRecipientMaps opens local_recipient_maps on first use, so that qmgr
+// (which never asks) does not read the password and alias files, and so
+// that a missing alias file is a temporary lookup failure at RCPT time (as
+// in Postfix) rather than a daemon that cannot start. A failed open is
+// retried at the next lookup.
+type localRecipientMaps struct {
+	mu   sync.Mutex
+	maps *table.Maps
+	none bool // the parameter is empty: every local name is valid
+	open func() (*table.Maps, error)
+}
+
+func (l *localRecipientMaps) get() (*table.Maps, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.maps != nil || l.none {
+		return l.maps, nil
+	}
+	m, err := l.open()
+	if err != nil {
+		return nil, err
+	}
+	l.maps, l.none = m, m == nil
+	return m, nil
 }
 
 // Opener opens lookup tables; callers share one so each table is opened once.
 type Opener func(spec string) (table.Table, error)
 
-// New builds a Resolver from the configuration.
+// New builds a Resolver from the configuration. Tables of
+// local_recipient_maps that are also alias_maps are read in aliases(5)
+// format through a cache of the Resolver's own.
 func New(cfg *config.Config, open Opener) (*Resolver, error) {
+	aliases := table.NewCache(table.Options{Aliases: true})
+	return NewWithAliases(cfg, open, aliases.Open)
+}
+
+// NewWithAliases is New with the opener for tables in aliases(5) format
+// (those of local_recipient_maps also named in alias_maps).
+func NewWithAliases(cfg *config.Config, open, openAliases Opener) (*Resolver, error) {
 	lopen := func(spec string) (matchlist.Lookuper, error) { return open(spec) }
 	r := &Resolver{
 		myhostname: strings.ToLower(cfg.Get("myhostname")),
@@ -111,7 +148,46 @@ func New(cfg *config.Config, open Opener) (*Resolver, error) {
 	if r.valiasMaps, err = OpenMaps(cfg, "virtual_alias_maps", open); err != nil {
 		return nil, err
 	}
+	if _, err := table.SplitSpecs(cfg.Get("local_recipient_maps")); err != nil {
+		return nil, fmt.Errorf("local_recipient_maps: %w", err)
+	}
+	r.localRcpt.open = func() (*table.Maps, error) { return openLocalRecipientMaps(cfg, open, openAliases) }
 	return r, nil
+}
+
+// openLocalRecipientMaps opens local_recipient_maps (Postfix's default
+// "proxy:unix:passwd.byname $alias_maps"). A table that alias_maps names
+// too is in aliases(5) format, so it is opened as one; nil means the
+// parameter is empty and local recipients are not checked.
+func openLocalRecipientMaps(cfg *config.Config, open, openAliases Opener) (*table.Maps, error) {
+	specs, err := table.SplitSpecs(cfg.Get("local_recipient_maps"))
+	if err != nil {
+		return nil, fmt.Errorf("local_recipient_maps: %w", err)
+	}
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	aliasSpecs, err := table.SplitSpecs(cfg.Get("alias_maps"))
+	if err != nil {
+		return nil, fmt.Errorf("alias_maps: %w", err)
+	}
+	isAlias := map[string]bool{}
+	for _, s := range aliasSpecs {
+		isAlias[strings.TrimPrefix(s, "proxy:")] = true
+	}
+	var ts []table.Table
+	for _, spec := range specs {
+		o := open
+		if isAlias[strings.TrimPrefix(spec, "proxy:")] {
+			o = openAliases
+		}
+		t, err := o(spec)
+		if err != nil {
+			return nil, fmt.Errorf("local_recipient_maps: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	return table.NewMaps(ts...), nil
 }
 
 // OpenMaps opens the tables a *_maps parameter lists, searched in order.
@@ -198,10 +274,14 @@ func (r *Resolver) Authorized(rcpt string) (bool, error) {
 	return class != Default, nil
 }
 
-// Known reports whether a recipient in a virtual mailbox or virtual alias
-// domain exists (Postfix's reject_unlisted_recipient for those classes).
-// Recipients of other classes are reported as known: checking them is the
-// job of local_recipient_maps and relay_recipient_maps.
+// Known reports whether a recipient in a local, virtual mailbox or virtual
+// alias domain exists (Postfix's reject_unlisted_recipient for those
+// classes). A local recipient is known when local_recipient_maps is empty
+// or lists it, searched as smtpd(8) does for a local domain: user+ext@domain,
+// user@domain, user+ext, user, @domain (so unix:passwd.byname and alias
+// tables answer with the bare name). Recipients of the relay and default
+// classes are reported as known: checking them is the job of
+// relay_recipient_maps.
 func (r *Resolver) Known(rcpt string) (bool, error) {
 	domain := address.Domain(rcpt)
 	class, err := r.ClassOf(domain)
@@ -209,7 +289,17 @@ func (r *Resolver) Known(rcpt string) (bool, error) {
 		return false, err
 	}
 	var maps []*table.Maps
+	local := false
 	switch class {
+	case Local:
+		m, err := r.localRcpt.get()
+		if err != nil {
+			return false, err
+		}
+		if m == nil {
+			return true, nil
+		}
+		maps, local = []*table.Maps{m}, true
 	case VirtualMailbox:
 		maps = []*table.Maps{r.valiasMaps, r.vmboxMaps}
 	case VirtualAlias:
@@ -218,7 +308,7 @@ func (r *Resolver) Known(rcpt string) (bool, error) {
 		return true, nil
 	}
 	for _, t := range maps {
-		_, found, err := table.LookupAddress(t, rcpt, table.AddressOptions{Delimiter: r.delim})
+		_, found, err := table.LookupAddress(t, rcpt, table.AddressOptions{Delimiter: r.delim, LocalDomain: local})
 		if err != nil {
 			return false, err
 		}
