@@ -96,6 +96,13 @@ func writeDemo(dir string, port int) error {
 			fmt.Sscan(u.Gid, &gid)
 		}
 	}
+	if os.Getuid() == 0 {
+		if _, err := user.LookupGroup("posterndrop"); err != nil {
+			if g, err := user.LookupGroupId(fmt.Sprint(gid)); err == nil {
+				owner += "\nsetgid_group = " + g.Name
+			}
+		}
+	}
 	r := strings.NewReplacer("{{DIR}}", dir, "{{UID}}", fmt.Sprint(uid), "{{GID}}", fmt.Sprint(gid),
 		"{{PORT}}", fmt.Sprint(port), "{{OWNER}}", owner)
 	for _, d := range []string{"conf", "mail", "queue", "data"} {

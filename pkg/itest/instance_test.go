@@ -108,6 +108,14 @@ func NewInstance(t *testing.T, o Options) *Instance {
 			}
 		}
 		owner = "mail_owner = " + name
+		// A fresh machine (CI) has no posterndrop group until make install.
+		if _, err := user.LookupGroup("posterndrop"); err != nil {
+			g, err := user.LookupGroupId(u.Gid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			owner += "\nsetgid_group = " + g.Name
+		}
 		in.UID, _ = strconv.Atoi(u.Uid)
 		in.GID, _ = strconv.Atoi(u.Gid)
 	}
