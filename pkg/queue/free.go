@@ -58,7 +58,7 @@ func (s *Store) recycle(queue, path string) bool {
 		return false
 	}
 	dst := filepath.Join(s.dir, Free, string(NewID()))
-	if err := os.Rename(path, dst); err != nil {
+	if err := rename(path, dst); err != nil {
 		return false
 	}
 	// Give the blocks back now; a crash before this only leaves a file in
@@ -85,7 +85,7 @@ func (s *Store) reuse(tmp string, perm os.FileMode) *os.File {
 		if name == "" {
 			return nil
 		}
-		if err := os.Rename(filepath.Join(s.dir, Free, name), tmp); err != nil {
+		if err := rename(filepath.Join(s.dir, Free, name), tmp); err != nil {
 			continue // taken by another process, or gone
 		}
 		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0)

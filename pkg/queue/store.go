@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"postern/pkg/dirsync"
@@ -126,7 +127,7 @@ func (s *Store) Move(id ID, from, to string) error {
 	if err := checkName(to, id); err != nil {
 		return err
 	}
-	if err := os.Rename(s.Path(from, id), s.Path(to, id)); err != nil {
+	if err := rename(s.Path(from, id), s.Path(to, id)); err != nil {
 		return fmt.Errorf("%s: move from %s to %s: %w", id, from, to, err)
 	}
 	return nil
@@ -237,4 +238,14 @@ func (s *Store) CleanTemp(queue string, olderThan time.Duration) (int, error) {
 		return n, fmt.Errorf("queue: clean %s: %w", queue, errors.Join(errs...))
 	}
 	return n, nil
+}
+
+// rename is os.Rename without the Lstat of the target that os.Rename
+// makes first (to refuse a directory there): queue names are never
+// directories, and the extra system call was 1% of a message's CPU.
+func rename(from, to string) error {
+	if err := syscall.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
 }

@@ -405,7 +405,7 @@ func (w *Writer) Commit() error {
 		return w.fail(err)
 	}
 	w.f = nil
-	if err := os.Rename(w.tmp, w.final); err != nil {
+	if err := rename(w.tmp, w.final); err != nil {
 		return w.fail(err)
 	}
 	w.state = wRenamed
