@@ -1,0 +1,157 @@
+package queuectl
+
+// The queue listing: mailq's format and postqueue -j's JSON lines.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"postern/pkg/queue"
+	"postern/pkg/sendmail"
+)
+
+// listQueues are listed in this order, as Postfix's showq does.
+var listQueues = []string{queue.Maildrop, queue.Active, queue.Incoming, queue.Deferred, queue.Hold}
+
+// Entry is one message of the listing.
+type Entry struct {
+	Queue   string
+	ID      queue.ID
+	Arrival time.Time
+	Size    int64 // content bytes; the file size for maildrop/ files, as showq
+	Sender  string
+	Rcpts   []Rcpt // recipients still to be delivered
+}
+
+// Rcpt is a recipient still to be delivered.
+type Rcpt struct {
+	Addr string
+	Orig string // the address as received, before rewriting; "" if the same
+}
+
+// List reads every message of the listed queues. Files that do not parse
+// are skipped (qmgr and pickup move them to corrupt/), as are files that
+// go away while being read. A queue directory that cannot be read, or a
+// file that cannot be opened for lack of permission, is an error.
+func List(store *queue.Store) ([]Entry, error) {
+	var out []Entry
+	for _, q := range listQueues {
+		ids, err := store.List(q)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for _, id := range ids {
+			path := store.Path(q, id)
+			m, err := queue.OpenFile(path)
+			if err != nil {
+				if errors.Is(err, fs.ErrPermission) {
+					return nil, err
+				}
+				continue
+			}
+			e := Entry{Queue: q, ID: id, Arrival: m.Envelope.Arrival, Size: m.Size, Sender: m.Envelope.Sender}
+			if q == queue.Maildrop {
+				if fi, err := os.Stat(path); err == nil {
+					e.Size = fi.Size()
+				}
+			}
+			for _, r := range m.Envelope.Recipients {
+				if !r.Status.Done() {
+					e.Rcpts = append(e.Rcpts, Rcpt{Addr: r.Addr, Orig: r.Orig})
+				}
+			}
+			m.Close()
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// WriteMailq prints entries in the format of Postfix's mailq, with the
+// code `sendmail -bp` uses, so the two never differ.
+func WriteMailq(w io.Writer, entries []Entry, loc *time.Location) error {
+	qe := make([]sendmail.QueueEntry, len(entries))
+	for i, e := range entries {
+		rcpts := make([]string, len(e.Rcpts))
+		for j, r := range e.Rcpts {
+			rcpts[j] = r.Addr
+		}
+		qe[i] = sendmail.QueueEntry{Queue: e.Queue, ID: e.ID, Arrival: e.Arrival, Size: e.Size, Sender: e.Sender, Rcpts: rcpts}
+	}
+	return sendmail.WriteMailq(w, qe, loc)
+}
+
+// WriteJSON prints entries as postqueue -j does: one JSON object per line
+// with the members in Postfix's order and spacing. The null sender is
+// shown as MAILER-DAEMON, as in mailq.
+func WriteJSON(w io.Writer, entries []Entry) error {
+	bw := bufio.NewWriter(w)
+	var b []byte
+	for _, e := range entries {
+		b = b[:0]
+		b = append(b, `{"queue_name": `...)
+		b = appendJSONString(b, e.Queue)
+		b = append(b, `, "queue_id": `...)
+		b = appendJSONString(b, string(e.ID))
+		b = append(b, `, "arrival_time": `...)
+		b = strconv.AppendInt(b, e.Arrival.Unix(), 10)
+		b = append(b, `, "message_size": `...)
+		b = strconv.AppendInt(b, e.Size, 10)
+		b = append(b, `, "forced_expire": false, "sender": `...)
+		b = appendJSONString(b, showAddr(e.Sender))
+		b = append(b, `, "recipients": [`...)
+		for i, r := range e.Rcpts {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			orig := r.Orig
+			if orig == "" {
+				orig = r.Addr
+			}
+			b = append(b, `{"orig_address": `...)
+			b = appendJSONString(b, showAddr(orig))
+			b = append(b, `, "address": `...)
+			b = appendJSONString(b, showAddr(r.Addr))
+			b = append(b, '}')
+		}
+		b = append(b, "]}\n"...)
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// appendJSONString appends s as a JSON string, without Go's HTML escaping.
+func appendJSONString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+}
+
+// showAddr shows an address as showq does: the null address as
+// MAILER-DAEMON, control characters as '?'.
+func showAddr(a string) string {
+	if a == "" {
+		return "MAILER-DAEMON"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, a)
+}
