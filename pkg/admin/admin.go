@@ -21,6 +21,7 @@ import (
 	"postern/pkg/mastercf"
 	"postern/pkg/postconf"
 	"postern/pkg/postmap"
+	"postern/pkg/queuectl"
 )
 
 const usage = `usage: postern [-c config_dir] [-v] command [args]
@@ -29,6 +30,11 @@ commands:
   check                            check the configuration, create or repair the queue
   conf [-n|-d|-h|-e|-X|-M] [name]  show or edit main.cf and master.cf (as postconf)
   map [-q key|-s|-a] type:name     query or check a lookup table (as postmap/postalias)
+  flush                            retry all deferred mail now (as postqueue -f)
+  queue [list] [-j]                list the queue (as mailq, postqueue -j)
+  queue show [-beh] ID...          show a queued message (as postcat -q)
+  queue delete|hold|release|requeue ID...|ALL|- [queue...]
+                                   change the queue (as postsuper -d/-h/-H/-r)
   demo [DIR]                       write and start a demo instance on 127.0.0.1:2525
   version                          print the version
 `
@@ -82,6 +88,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return postconf.Main(withDir(rest), stdout, stderr)
 	case "map":
 		return postmap.Main(withDir(rest), stdout, stderr)
+	case "flush":
+		return queuectl.Flush(dir, rest, stdout, stderr)
+	case "queue":
+		return queuectl.Main(dir, rest, stdout, stderr)
 	case "demo":
 		d := "run"
 		if len(rest) > 0 {
