@@ -2,8 +2,10 @@ package itest
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +193,86 @@ func TestFlushDown(t *testing.T) {
 	if code != 69 || !strings.Contains(out, "postqueue: fatal: Cannot flush mail queue - mail system is down") {
 		t.Errorf("flush while down: exit %d, %q", code, out)
 	}
+}
+
+// TestDeleteWhileDelivering deletes a message that qmgr is delivering
+// (in active/, its file open in qmgr and in the smtp agent, which waits
+// for a silent server's greeting): the name goes at once, qmgr carries on,
+// and the message is not retried.
+func TestDeleteWhileDelivering(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conns := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	in := NewInstance(t, Options{
+		MainCf:   "relayhost = [127.0.0.1]:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port) + "\nsmtp_helo_timeout = 30s\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h",
+		MasterCf: "smtp unix - - n - - smtp",
+	})
+	text, err := send(t, in.Addr, "a@example.org", []string{"far@example.com"}, "Subject: busy\r\n\r\nbody\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(text, "2.0.0 Ok: queued as ")
+	var c net.Conn
+	select {
+	case c = <-conns:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("smtp agent did not connect\n%s", in.Log())
+	}
+	in.waitQueued("active", id)
+	out := in.mustPostern("queue", "delete", id)
+	if out != "postsuper: "+id+": removed\npostsuper: Deleted: 1 message\n" {
+		t.Errorf("postern queue delete: %q", out)
+	}
+	c.Close() // the delivery fails now: deferred, in qmgr's memory only
+	if !in.WaitLog(id+": to=<far@example.com>", 10*time.Second) {
+		t.Fatalf("no delivery result logged\n%s", in.Log())
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, q := range []string{"active", "deferred", "incoming", "hold"} {
+		if _, err := os.Stat(filepath.Join(in.Dir, "queue", q, id)); err == nil {
+			t.Errorf("deleted message reappeared in %s/", q)
+		}
+	}
+	// qmgr lives on and keeps delivering.
+	in.Postern("flush")
+	if _, err := send(t, in.Addr, "a@example.org", []string{"user@itest.test"}, "Subject: after\r\n\r\nbody\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	in.WaitMaildir("itest.test/user", 1, 10*time.Second)
+	if !in.WaitLog("removed", 5*time.Second) {
+		t.Fatal("no removal logged")
+	}
+	// The same qmgr process: it did not die on the missing file.
+	pids := map[string]bool{}
+	for _, l := range strings.Split(in.Log(), "\n") {
+		if i := strings.Index(l, "/qmgr["); i >= 0 {
+			pids[l[i:i+strings.IndexByte(l[i:], ']')]] = true
+		}
+	}
+	if len(pids) != 1 {
+		t.Errorf("qmgr processes %v, want one\n%s", pids, in.Log())
+	}
+	t.Logf("qmgr's lines for the deleted message:\n%s", grepLines(in.Log(), id+":"))
+}
+
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
