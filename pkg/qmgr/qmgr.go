@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -496,6 +497,13 @@ func (q *Qmgr) finish(msg *message) {
 	q.mu.Unlock()
 	id := msg.id
 	m := msg.m
+	if _, err := os.Stat(q.store.Path(queue.Active, id)); errors.Is(err, fs.ErrNotExist) {
+		// The admin deleted or held it while it was being delivered
+		// (postern queue delete/hold): nothing is left to do.
+		m.Close()
+		q.signalIncoming()
+		return
+	}
 	if deferred {
 		m.Close()
 		age := time.Since(m.Envelope.Arrival)

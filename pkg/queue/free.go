@@ -59,6 +59,9 @@ func (s *Store) recycle(queue, path string) bool {
 	}
 	dst := filepath.Join(s.dir, Free, string(NewID()))
 	if err := rename(path, dst); err != nil {
+		s.mu.Lock()
+		s.freeCount--
+		s.mu.Unlock()
 		return false
 	}
 	// Give the blocks back now; a crash before this only leaves a file in
