@@ -5,6 +5,8 @@
 //	postern [-c DIR] [-v] start|stop|reload|status|check|version
 //	postern [-c DIR] conf [postconf flags]     (pkg/postconf)
 //	postern [-c DIR] map  [postmap flags]      (pkg/postmap)
+//	postern [-c DIR] queue [list|show|delete|hold|release|requeue] (pkg/queuectl)
+//	postern [-c DIR] flush                      (pkg/queuectl)
 //	postern demo [DIR]                          (embedded demo instance)
 //
 // The configuration directory is -c DIR, else $MAIL_CONFIG, else
