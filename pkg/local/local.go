@@ -13,20 +13,28 @@
 // Postfix writes them; the rest is the queued content unchanged. A
 // message larger than virtual_mailbox_limit is refused for an mbox.
 //
-// local: delivery to Unix accounts (aliases, .forward, mbox, commands) is
-// issue 3; until it lands this agent answers each local recipient with a
-// temporary failure that says so, and the mail stays queued.
+// local: delivery to Unix accounts as Postfix's local(8) — aliases,
+// .forward, mailbox_command, home_mailbox, the mail spool, commands and
+// files; see unix.go for the order and the rules, child.go for how a step
+// runs with a user's rights, command.go for commands.
 //
 // Security: the agent runs as root (master.cf unpriv=n) so that it can
-// give delivered files to their owners. It never changes its own ids (the
-// process is multi-threaded); it walks mailbox paths below the base
-// directory without following symbolic links, creates files exclusively,
-// and fchowns them before they become visible. It reads queue files
-// read-only and trusts the mailbox tables, which belong to the admin.
+// give delivered files to their owners and act for local users. It never
+// changes its own ids (the process is multi-threaded): whatever must run
+// with a user's rights — reading a .forward or :include: file, writing a
+// mailbox, Maildir or file, running a command — runs in a child process
+// exec'd with SysProcAttr.Credential (the local program itself in a hidden
+// mode, or the shell for commands), fed the message through a pipe, since
+// only root reads the queue. Files and commands named by root-owned
+// aliases run as default_privs, never as root. Mailbox paths are walked
+// without following symbolic links, files are created exclusively (Maildir)
+// or opened O_NOFOLLOW and must be regular with one link (mbox), and
+// fchowned before they become visible. It reads queue files read-only and
+// trusts main.cf and the alias and mailbox tables, which belong to the
+// admin; .forward files are trusted only as far as their user's rights go.
 package local
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -65,6 +73,7 @@ type Agent struct {
 	ipcTimeout time.Duration
 	root       bool
 	dirs       dirsync.Group // shared fsyncs of Maildir new/ directories
+	unix       *unixAgent    // the local program's Unix-account delivery
 }
 
 // New builds the agent.
@@ -101,6 +110,13 @@ func newAgent(cfg *config.Config, log *maillog.Logger, program, service string) 
 		}
 		*p.dst = m
 	}
+	if a.program == "local" {
+		u, err := newUnixAgent(cfg, a.root, table.Options{Logger: log.Slog()})
+		if err != nil {
+			return nil, err
+		}
+		a.unix = u
+	}
 	return a, nil
 }
 
@@ -135,22 +151,35 @@ func (a *Agent) deliverRequest(req *deliver.Request) []deliver.Result {
 	m, err := a.store.Open(req.Queue, queue.ID(req.QueueID))
 	for _, r := range req.Recipients {
 		start := time.Now()
-		var res deliver.Result
-		if err != nil {
-			res = deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot open queue file: " + err.Error()}
-		} else {
-			res = a.deliverOne(m, r)
+		var outs []deliver.Result
+		switch {
+		case err != nil:
+			outs = []deliver.Result{{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot open queue file: " + err.Error()}}
+		case a.unix != nil:
+			outs = a.unix.deliverUnix(m, r)
+		default:
+			outs = []deliver.Result{a.deliverOne(m, r)}
+		}
+		// One log line per outcome (an alias may deliver to a command and
+		// forward too); qmgr gets the worst: a defer, else a bounce.
+		res := outs[len(outs)-1]
+		for _, o := range outs {
+			if o.Status == deliver.Defer || (o.Status == deliver.Bounce && res.Status == deliver.Sent) {
+				res = o
+			}
+		}
+		for _, o := range outs {
+			now := time.Now()
+			status := map[deliver.Status]string{deliver.Sent: "sent", deliver.Defer: "deferred", deliver.Bounce: "bounced"}[o.Status]
+			a.log.Delivered(req.QueueID, maillog.Delivery{
+				To: r.Addr, OrigTo: r.Orig, Relay: a.program,
+				Delay:  now.Sub(req.Arrival),
+				Delays: [4]time.Duration{req.Active.Sub(req.Arrival), got.Sub(req.Active), start.Sub(got), now.Sub(start)},
+				DSN:    o.DSN, Status: status, Text: o.Text,
+			})
 		}
 		res.Index = r.Index
 		out = append(out, res)
-		now := time.Now()
-		status := map[deliver.Status]string{deliver.Sent: "sent", deliver.Defer: "deferred", deliver.Bounce: "bounced"}[res.Status]
-		a.log.Delivered(req.QueueID, maillog.Delivery{
-			To: r.Addr, OrigTo: r.Orig, Relay: a.program,
-			Delay:  now.Sub(req.Arrival),
-			Delays: [4]time.Duration{req.Active.Sub(req.Arrival), got.Sub(req.Active), start.Sub(got), now.Sub(start)},
-			DSN:    res.DSN, Status: status, Text: res.Text,
-		})
 	}
 	if m != nil {
 		m.Close()
@@ -158,10 +187,8 @@ func (a *Agent) deliverRequest(req *deliver.Request) []deliver.Result {
 	return out
 }
 
+// deliverOne delivers to one virtual mailbox.
 func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result {
-	if a.program == "local" {
-		return deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "delivery to Unix accounts is not supported by this Postern version"}
-	}
 	path, found, err := a.lookup(a.mboxMaps, r.Addr)
 	if err != nil {
 		return deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "virtual_mailbox_maps lookup failure"}
@@ -185,7 +212,7 @@ func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result
 		return deliver.Result{Status: deliver.Bounce, DSN: "5.2.2", Text: "mailbox is full"}
 	}
 	write = func(w io.Writer) error { return a.writeMessage(w, m, r, true) }
-	if err := deliverMbox(a.base, path, o, write); err != nil {
+	if err := deliverMbox(a.base, path, o, virtualMbox, write); err != nil {
 		a.log.Warning("mailbox delivery to %s: %v", r.Addr, err)
 		return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "mailbox delivery failed: " + errText(err)}
 	}
@@ -228,56 +255,18 @@ func (a *Agent) owner(addr string) (owner, *deliver.Result) {
 	return owner{uid: ids[0], gid: ids[1], chown: a.root}, nil
 }
 
-// writeMessage writes the delivered form: an mbox "From " line when mbox,
-// then Return-Path:, X-Original-To: and Delivered-To:, then the content
-// (with ">From " quoting and a closing empty line for mbox).
+// writeMessage writes the delivered form for a virtual mailbox: an mbox
+// "From " line when mbox, then Return-Path:, X-Original-To: and
+// Delivered-To:, then the content (with ">From " quoting and a closing
+// empty line for mbox).
 func (a *Agent) writeMessage(w io.Writer, m *queue.Message, r deliver.Recipient, mbox bool) error {
-	bw := bufio.NewWriterSize(w, 32<<10)
-	sender := m.Envelope.Sender
+	flags := copyReturnPath | copyOrigTo | copyDelivered
 	if mbox {
-		from := sender
-		if from == "" {
-			from = "MAILER-DAEMON"
-		}
-		fmt.Fprintf(bw, "From %s  %s\n", from, time.Now().Format("Mon Jan _2 15:04:05 2006"))
+		flags |= copyFrom | copyQuote | copyBlank
 	}
-	fmt.Fprintf(bw, "Return-Path: <%s>\n", sender)
 	orig := r.Orig
 	if orig == "" {
 		orig = r.Addr
 	}
-	fmt.Fprintf(bw, "X-Original-To: %s\n", orig)
-	fmt.Fprintf(bw, "Delivered-To: %s\n", r.Addr)
-	if !mbox {
-		if _, err := io.Copy(bw, m.Content()); err != nil {
-			return err
-		}
-		return bw.Flush()
-	}
-	br := bufio.NewReaderSize(m.Content(), 32<<10)
-	atStart := true
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if atStart && strings.HasPrefix(string(line), "From ") {
-				bw.WriteByte('>')
-			}
-			bw.Write(line)
-			atStart = line[len(line)-1] == '\n'
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if !atStart {
-		bw.WriteByte('\n')
-	}
-	bw.WriteByte('\n')
-	return bw.Flush()
+	return writeDelivered(w, m, copyHeaders{sender: m.Envelope.Sender, origTo: orig, deliveredTo: r.Addr}, flags)
 }

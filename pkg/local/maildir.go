@@ -198,16 +198,54 @@ func safeHost(h string) string {
 	return strings.NewReplacer("/", "\\057", ":", "\\072").Replace(h)
 }
 
-// deliverMbox appends one message to the mbox file base/rel under an
-// fcntl lock and a dot-lock (Postfix's default mailbox locks for virtual),
-// then fsyncs it. On a write error the file is truncated back to its old
-// size so no half message remains.
-func deliverMbox(base, rel string, o owner, write func(io.Writer) error) error {
+// mboxOptions say how deliverMbox locks and checks a mailbox file.
+type mboxOptions struct {
+	dotlock, fcntl, flock bool
+	// dotlockMayFail: a dot-lock that cannot be created for lack of
+	// permission is skipped (external files in directories the delivering
+	// user cannot write).
+	dotlockMayFail bool
+	attempts       int           // lock attempts (deliver_lock_attempts)
+	delay          time.Duration // between attempts (deliver_lock_delay)
+	stale          time.Duration // a dot-lock older than this is removed (stale_lock_time)
+	limit          int64         // largest file size (mailbox_size_limit); 0: none
+	// strictOwner: an existing non-empty mailbox must belong to o.uid
+	// (strict_mailbox_ownership).
+	strictOwner bool
+}
+
+// virtualMbox are the locks of the virtual agent: fcntl and a dot-lock.
+var virtualMbox = mboxOptions{dotlock: true, fcntl: true, attempts: 20, delay: 50 * time.Millisecond, stale: 5 * time.Minute}
+
+// errFileTooLarge is a write past mboxOptions.limit (Postfix's EFBIG from
+// its RLIMIT_FSIZE on mailbox_size_limit).
+var errFileTooLarge = errors.New("file too large")
+
+// limitWriter fails writes that would grow a file past its limit.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		return 0, errFileTooLarge
+	}
+	n, err := l.w.Write(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// deliverMbox appends one message to the mbox file base/rel under the
+// locks o asks for (a dot-lock, then fcntl and/or flock on the file), then
+// fsyncs it. On a write error the file is truncated back to its old size
+// so no half message remains.
+func deliverMbox(base, rel string, o owner, opt mboxOptions, write func(io.Writer) error) error {
 	dirPart, file := "", rel
 	if i := strings.LastIndexByte(rel, '/'); i >= 0 {
 		dirPart, file = rel[:i], rel[i+1:]
 	}
-	if file == "" || file == ".." {
+	if file == "" || file == ".." || file == "." {
 		return fmt.Errorf("bad mailbox path %q", rel)
 	}
 	dir, err := openDirs(base, dirPart, o)
@@ -216,30 +254,38 @@ func deliverMbox(base, rel string, o owner, write func(io.Writer) error) error {
 	}
 	defer unix.Close(dir)
 
-	lock := file + ".lock"
-	var locked bool
-	for i := 0; i < 20; i++ {
-		lfd, err := unix.Openat(dir, lock, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
-		if err == nil {
-			unix.Close(lfd)
-			locked = true
-			break
+	attempts := max(opt.attempts, 1)
+	if opt.dotlock {
+		lock := file + ".lock"
+		locked, skipped := false, false
+		for i := 0; i < attempts; i++ {
+			lfd, err := unix.Openat(dir, lock, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
+			if err == nil {
+				unix.Close(lfd)
+				locked = true
+				break
+			}
+			if opt.dotlockMayFail && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS)) {
+				skipped = true
+				break
+			}
+			if !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("create dot-lock: %w", err)
+			}
+			var st unix.Stat_t
+			if opt.stale > 0 && unix.Fstatat(dir, lock, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && time.Since(time.Unix(st.Mtim.Sec, 0)) > opt.stale {
+				unix.Unlinkat(dir, lock, 0)
+				continue
+			}
+			time.Sleep(opt.delay * time.Duration(i+1))
 		}
-		if !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("create dot-lock: %w", err)
+		if !locked && !skipped {
+			return fmt.Errorf("mailbox %s is locked", rel)
 		}
-		// A dot-lock older than 5 minutes is stale (Postfix's stale_lock_time).
-		var st unix.Stat_t
-		if unix.Fstatat(dir, lock, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && time.Since(time.Unix(st.Mtim.Sec, 0)) > 5*time.Minute {
-			unix.Unlinkat(dir, lock, 0)
-			continue
+		if locked {
+			defer unix.Unlinkat(dir, lock, 0)
 		}
-		time.Sleep(time.Duration(50*(i+1)) * time.Millisecond)
 	}
-	if !locked {
-		return fmt.Errorf("mailbox %s is locked", rel)
-	}
-	defer unix.Unlinkat(dir, lock, 0)
 
 	fd, err := unix.Openat(dir, file, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
 	if err != nil {
@@ -247,22 +293,43 @@ func deliverMbox(base, rel string, o owner, write func(io.Writer) error) error {
 	}
 	f := os.NewFile(uintptr(fd), file)
 	defer f.Close()
-	fl := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_SETLKW, &fl); err != nil {
-		return fmt.Errorf("lock mailbox: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("mailbox %s is not a regular file", rel)
 	}
-	size := st.Size()
+	// A hard link would let a mailbox owner make this delivery append to
+	// another file they cannot write.
+	if st.Nlink > 1 {
+		return fmt.Errorf("mailbox %s has more than one hard link", rel)
+	}
+	if opt.strictOwner && st.Size > 0 && int(st.Uid) != o.uid {
+		return fmt.Errorf("mailbox %s is not owned by uid %d", rel, o.uid)
+	}
+	if opt.fcntl {
+		if err := lockRetry(attempts, opt.delay, func() error {
+			fl := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+			return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &fl)
+		}); err != nil {
+			return fmt.Errorf("lock mailbox: %w", err)
+		}
+	}
+	if opt.flock {
+		if err := lockRetry(attempts, opt.delay, func() error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+			return fmt.Errorf("lock mailbox: %w", err)
+		}
+	}
+	size := st.Size
 	if o.chown && size == 0 {
 		f.Chown(o.uid, o.gid)
 	}
-	if err := write(f); err != nil {
+	var w io.Writer = f
+	if opt.limit > 0 {
+		w = &limitWriter{w: f, left: opt.limit - size}
+	}
+	if err := write(w); err != nil {
 		f.Truncate(size)
 		return fmt.Errorf("write mailbox: %w", err)
 	}
@@ -271,4 +338,19 @@ func deliverMbox(base, rel string, o owner, write func(io.Writer) error) error {
 		return fmt.Errorf("fsync mailbox: %w", err)
 	}
 	return nil
+}
+
+// lockRetry tries a non-blocking lock up to attempts times.
+func lockRetry(attempts int, delay time.Duration, try func() error) error {
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = try(); err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		time.Sleep(delay)
+	}
+	return err
 }
