@@ -160,3 +160,36 @@ func TestDeferAndFlush(t *testing.T) {
 		t.Errorf("not removed after delivery:\n%s", in.Log())
 	}
 }
+
+// A flush of more deferred mail than qmgr_message_active_limit goes on as
+// room frees up, until the deferred queue is empty.
+func TestFlushBeyondActiveLimit(t *testing.T) {
+	in := NewInstance(t, Options{MainCf: "qmgr_message_active_limit = 3\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h"})
+	os.MkdirAll(filepath.Join(in.Mail, "itest.test"), 0755)
+	blocker := filepath.Join(in.Mail, "itest.test", "user")
+	if err := os.WriteFile(blocker, []byte("in the way"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := 0; i < n; i++ {
+		if _, err := send(t, in.Addr, "a@example.org", []string{"user@itest.test"}, "Subject: x\r\n\r\nx\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ents, _ := os.ReadDir(filepath.Join(in.Dir, "queue", "deferred"))
+		if len(ents) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d deferred", len(ents), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.Remove(blocker)
+	if out, err := in.Postern("flush"); err != nil {
+		t.Fatalf("flush: %v %s", err, out)
+	}
+	in.WaitMaildir("itest.test/user", n, 20*time.Second)
+}

@@ -72,9 +72,15 @@ type Qmgr struct {
 
 	mu     sync.Mutex
 	active map[queue.ID]*message
-	dests  map[string]*dest
-	pools  map[string]*pool
-	jobs   sync.WaitGroup
+	// resume is set when a deferred scan stopped at the active limit: the
+	// scan goes on as room frees up (flush: true for a flush, which ignores
+	// retry times), as Postfix's qmgr continues its queue scans.
+	resume, resumeFlush bool
+	// deferredLeft is the rest of a stopped deferred scan (run loop only).
+	deferredLeft []queue.ID
+	dests        map[string]*dest
+	pools        map[string]*pool
+	jobs         sync.WaitGroup
 }
 
 type message struct {
@@ -246,14 +252,32 @@ func (q *Qmgr) scanIncoming() {
 }
 
 func (q *Qmgr) scanDeferred(flush bool) {
-	ids, err := q.store.List(queue.Deferred)
-	if err != nil {
-		q.log.Warning("scan deferred queue: %v", err)
-		return
+	// A scan that stopped at the active limit goes on where it stopped,
+	// so a flush of a large queue lists deferred/ once, not once per
+	// freed slot.
+	ids := q.deferredLeft
+	q.deferredLeft = nil
+	q.mu.Lock()
+	resuming := q.resume
+	q.resume = false
+	if resuming {
+		flush = flush || q.resumeFlush
+	}
+	q.mu.Unlock()
+	if !resuming || len(ids) == 0 {
+		var err error
+		if ids, err = q.store.List(queue.Deferred); err != nil {
+			q.log.Warning("scan deferred queue: %v", err)
+			return
+		}
 	}
 	now := time.Now()
-	for _, id := range ids {
+	for k, id := range ids {
 		if !q.room() {
+			q.deferredLeft = ids[k:]
+			q.mu.Lock()
+			q.resume, q.resumeFlush = true, flush
+			q.mu.Unlock()
 			return
 		}
 		if !flush {
@@ -501,7 +525,7 @@ func (q *Qmgr) finish(msg *message) {
 		// The admin deleted or held it while it was being delivered
 		// (postern queue delete/hold): nothing is left to do.
 		m.Close()
-		q.signalIncoming()
+		q.freed()
 		return
 	}
 	if deferred {
@@ -532,8 +556,18 @@ func (q *Qmgr) finish(msg *message) {
 			q.log.Removed(string(id))
 		}
 	}
-	// A slot in active/ is free: take in more.
+	q.freed()
+}
+
+// freed takes in more mail after a message left active/.
+func (q *Qmgr) freed() {
 	q.signalIncoming()
+	q.mu.Lock()
+	resume, flush := q.resume, q.resumeFlush
+	q.mu.Unlock()
+	if resume {
+		q.signalDeferred(flush)
+	}
 }
 
 // pool keeps idle connections to one transport's agent.
