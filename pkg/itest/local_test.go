@@ -319,3 +319,36 @@ func TestLocalHomeMaildir(t *testing.T) {
 		t.Errorf("log:\n%s", in.Log())
 	}
 }
+
+// mailbox_command runs as the recipient with Postfix's environment (what
+// procmail and dovecot-lda read), the message with its From_ line on
+// standard input.
+func TestLocalMailboxCommand(t *testing.T) {
+	needRoot(t)
+	in := NewInstance(t, Options{NoStart: true})
+	eve := addUser(t, in.Dir, "e")
+	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nrecipient_delimiter = +\nmailbox_command = cat > $home/got.txt; env > $home/env.txt\n", localDomain))
+	in.Start()
+	to := eve.Name + "+tag@" + localDomain
+	if _, err := send(t, in.Addr, "user@itest.test", []string{to}, "Subject: cmd\r\n\r\nfor procmail\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(eve.Home, "env.txt")
+	if !in.WaitLog("status=sent (delivered to command: cat > "+eve.Home+"/got.txt; env > "+envFile+")", 15*time.Second) {
+		t.Fatalf("log:\n%s", in.Log())
+	}
+	got := readFile(t, filepath.Join(eve.Home, "got.txt"))
+	if !strings.HasPrefix(got, "From user@itest.test  ") || !strings.Contains(got, "\nDelivered-To: "+to+"\n") || !strings.HasSuffix(got, "for procmail\n") {
+		t.Errorf("command input:\n%s", got)
+	}
+	env := readFile(t, envFile)
+	for _, want := range []string{"HOME=" + eve.Home, "USER=" + eve.Name, "LOGNAME=" + eve.Name, "SHELL=/bin/sh",
+		"EXTENSION=tag", "LOCAL=" + eve.Name + "+tag", "RECIPIENT=" + to, "ORIGINAL_RECIPIENT=" + to, "SENDER=user@itest.test"} {
+		if !strings.Contains(env, want+"\n") {
+			t.Errorf("environment lacks %s:\n%s", want, env)
+		}
+	}
+	if uid, gid := owner(t, envFile); uid != eve.UID || gid != eve.GID {
+		t.Errorf("command ran as %d:%d, want %d:%d", uid, gid, eve.UID, eve.GID)
+	}
+}
