@@ -84,8 +84,12 @@ type Qmgr struct {
 }
 
 type message struct {
-	id       queue.ID
+	id queue.ID
+	// m is the parsed queue file. Its descriptor is released between
+	// uses (qmgr holds up to qmgr_message_active_limit messages); fmu
+	// serializes Reopen, SetStatus and Release among the message's jobs.
 	m        *queue.Message
+	fmu      sync.Mutex
 	activeAt time.Time
 	jobsLeft int
 	deferred bool
@@ -306,7 +310,11 @@ func (q *Qmgr) load(id queue.ID) {
 				q.log.Warning("%s: move to corrupt: %v", id, qerr)
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			q.log.Warning("%s: open: %v", id, err)
+			// Not the file's fault (out of descriptors, say): put it back
+			// for a later attempt rather than leave it in active/ unseen.
+			q.log.Warning("%s: open: %v; will try again", id, err)
+			q.store.SetNextAttempt(queue.Active, id, time.Now().Add(time.Minute))
+			q.store.Move(id, queue.Active, queue.Deferred)
 		}
 		return
 	}
@@ -348,6 +356,8 @@ func (q *Qmgr) load(id queue.ID) {
 		}
 		j.rcpts = append(j.rcpts, i)
 	}
+	// Results made above are written; the jobs reopen the file for theirs.
+	m.Release()
 	q.mu.Lock()
 	q.active[id] = msg
 	msg.jobsLeft = len(order)
@@ -433,6 +443,10 @@ func (q *Qmgr) runJob(j *job) {
 		req.Recipients = append(req.Recipients, deliver.Recipient{Index: i, Addr: r.Addr, Orig: r.Orig, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
 	results, err := q.call(j.dest.transport, req)
+	msg.fmu.Lock()
+	if rerr := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		q.log.Warning("%s: %v", msg.id, rerr)
+	}
 	got := map[int]bool{}
 	for _, r := range results {
 		if !contains(j.rcpts, r.Index) || got[r.Index] {
@@ -450,6 +464,8 @@ func (q *Qmgr) runJob(j *job) {
 			}
 		}
 	}
+	msg.m.Release()
+	msg.fmu.Unlock()
 	q.mu.Lock()
 	j.dest.running--
 	msg.jobsLeft--
@@ -538,7 +554,7 @@ func (q *Qmgr) finish(msg *message) {
 		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
 			q.log.Warning("%s: move to deferred: %v", id, err)
 		}
-	} else if err := q.bounce(msg); err != nil {
+	} else if err := q.bounceWithFile(msg); err != nil {
 		// Keep the message until its sender can be told.
 		q.log.Warning("%s: %v", id, err)
 		m.Close()
@@ -568,6 +584,23 @@ func (q *Qmgr) freed() {
 	if resume {
 		q.signalDeferred(flush)
 	}
+}
+
+// bounceWithFile reopens the file for the bounce, which returns the
+// original content.
+func (q *Qmgr) bounceWithFile(msg *message) error {
+	failed := false
+	for _, r := range msg.m.Envelope.Recipients {
+		failed = failed || r.Status == queue.Failed
+	}
+	if !failed {
+		return nil
+	}
+	if err := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); err != nil {
+		return err
+	}
+	defer msg.m.Release()
+	return q.bounce(msg)
 }
 
 // pool keeps idle connections to one transport's agent.

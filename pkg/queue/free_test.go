@@ -99,3 +99,45 @@ func TestRecycleWithoutFreeDir(t *testing.T) {
 		t.Errorf("not removed: %v", err)
 	}
 }
+
+func TestReleaseReopen(t *testing.T) {
+	s := NewStore(t.TempDir())
+	s.Ensure(-1, -1, -1)
+	id := commitOne(t, s, Incoming, "content\n")
+	m, err := s.Open(Incoming, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetStatus(0, Delivered); err == nil {
+		t.Error("SetStatus on a released message succeeded")
+	}
+	if err := s.Move(id, Incoming, Active); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reopen(s.Path(Active, id)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetStatus(0, Delivered); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(m.Content())
+	m.Close()
+	if string(b) != "content\n" {
+		t.Errorf("content %q", b)
+	}
+	m2, _ := s.Open(Active, id)
+	if m2.Envelope.Recipients[0].Status != Delivered {
+		t.Error("status not written")
+	}
+	m2.Release()
+	// Another file under the same name is refused.
+	os.Remove(s.Path(Active, id))
+	other := commitOne(t, s, Incoming, "other\n")
+	os.Rename(s.Path(Incoming, other), s.Path(Active, id))
+	if err := m2.Reopen(s.Path(Active, id)); err == nil {
+		t.Error("Reopen accepted another file")
+	}
+}

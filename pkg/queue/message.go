@@ -58,6 +58,8 @@ type Message struct {
 	writable bool
 	chunks   []span
 	rcptOff  []int64 // file offset of each recipient's status byte
+	ino      uint64  // the file's inode and size, for Reopen: a queue
+	fsize    int64   // file never changes size once committed
 }
 
 type span struct{ off, n int64 }
@@ -109,6 +111,10 @@ func OpenFile(path string) (*Message, error) {
 		return nil, err
 	}
 	m.f, m.writable = f, writable
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		m.ino = st.Ino
+	}
+	m.fsize = fi.Size()
 	m.ID = ID(fi.Name())
 	return m, nil
 }
@@ -499,5 +505,41 @@ func Walk(r io.ReaderAt, size int64, fn func(t RecType, off int64, data []byte) 
 			return nil
 		}
 	}
+	return nil
+}
+
+// Release closes the file but keeps everything parsed, so a scheduler can
+// hold many messages without a descriptor each; Reopen gets the file back
+// for Content and SetStatus.
+func (m *Message) Release() error {
+	if m.f == nil {
+		return nil
+	}
+	err := m.f.Close()
+	m.f, m.r = nil, nil
+	return err
+}
+
+// Reopen opens a released message's file again at path (its queue may
+// have changed by a Move). It fails if the name now belongs to another
+// file than the one parsed.
+func (m *Message) Reopen(path string) error {
+	if m.f != nil {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("%s: reopen: %w", m.ID, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%s: reopen: %w", m.ID, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Ino != m.ino || fi.Size() != m.fsize {
+		f.Close()
+		return fmt.Errorf("%s: reopen: %s is another file now", m.ID, path)
+	}
+	m.f, m.r, m.writable = f, f, true
 	return nil
 }
