@@ -128,6 +128,9 @@ func Parse(r io.ReaderAt, size int64) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	// m lives inside p: drop the read buffer, or every parsed message
+	// keeps a window of its file in memory (qmgr holds thousands).
+	p.sc.buf = nil
 	m.r = r
 	return m, nil
 }

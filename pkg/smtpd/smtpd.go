@@ -432,8 +432,11 @@ func (ss *session) checkUnlisted(to string) error {
 	}
 	class, _ := ss.s.resolver.ClassOf(address.Domain(to))
 	table := "virtual mailbox table"
-	if class == resolve.VirtualAlias {
+	switch class {
+	case resolve.VirtualAlias:
 		table = "virtual alias table"
+	case resolve.Local:
+		table = "local recipient table"
 	}
 	return ss.reject(550, smtp.EnhancedCode{5, 1, 1}, address.Bracket(to)+": Recipient address rejected: User unknown in "+table, to)
 }
