@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"postern/pkg/queue"
-	"postern/pkg/sendmail"
 )
 
 // listQueues are listed in this order, as Postfix's showq does.
@@ -78,18 +78,48 @@ func List(store *queue.Store) ([]Entry, error) {
 	return out, nil
 }
 
-// WriteMailq prints entries in the format of Postfix's mailq, with the
-// code `sendmail -bp` uses, so the two never differ.
+// WriteMailq prints entries in the format of Postfix's mailq (also
+// `sendmail -bp` and `mailq`) with long
+// queue IDs: a heading, one block per message (ID with '*' for active
+// and '!' for hold, size, arrival time, sender, then the recipients
+// indented), and a summary line; "Mail queue is empty" when there is
+// nothing.
 func WriteMailq(w io.Writer, entries []Entry, loc *time.Location) error {
-	qe := make([]sendmail.QueueEntry, len(entries))
+	bw := bufio.NewWriter(w)
+	const (
+		strFmt    = "%-17s %8s %-19s %s\n"
+		senderFmt = "%-17s %8d %19.19s %s\n"
+	)
+	var total int64
 	for i, e := range entries {
-		rcpts := make([]string, len(e.Rcpts))
-		for j, r := range e.Rcpts {
-			rcpts[j] = r.Addr
+		if i > 0 {
+			fmt.Fprint(bw, "\n")
+		} else {
+			fmt.Fprintf(bw, strFmt, "----Queue ID-----", "--Size--", "---Arrival Time----", "--Sender/Recipient------")
 		}
-		qe[i] = sendmail.QueueEntry{Queue: e.Queue, ID: e.ID, Arrival: e.Arrival, Size: e.Size, Sender: e.Sender, Rcpts: rcpts}
+		id := string(e.ID)
+		switch e.Queue {
+		case queue.Active:
+			id += "*"
+		case queue.Hold:
+			id += "!"
+		}
+		fmt.Fprintf(bw, senderFmt, id, e.Size, e.Arrival.In(loc).Format("Mon Jan _2 15:04:05"), showAddr(e.Sender))
+		for _, rc := range e.Rcpts {
+			fmt.Fprintf(bw, strFmt, "", "", "", showAddr(rc.Addr))
+		}
+		total += e.Size
 	}
-	return sendmail.WriteMailq(w, qe, loc)
+	if len(entries) == 0 {
+		fmt.Fprint(bw, "Mail queue is empty\n")
+	} else {
+		s := "s"
+		if len(entries) == 1 {
+			s = ""
+		}
+		fmt.Fprintf(bw, "\n-- %d Kbytes in %d Request%s.\n", total/1024, len(entries), s)
+	}
+	return bw.Flush()
 }
 
 // WriteJSON prints entries as postqueue -j does: one JSON object per line

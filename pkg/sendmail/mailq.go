@@ -1,12 +1,8 @@
 package sendmail
 
 import (
-	"bufio"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,121 +10,10 @@ import (
 	"postern/pkg/config"
 	"postern/pkg/ipc"
 	"postern/pkg/queue"
+	"postern/pkg/queuectl"
 	"postern/pkg/sendmail/drop"
 	"postern/pkg/table"
 )
-
-// mailqQueues are listed in this order, as Postfix's showq does.
-var mailqQueues = []string{queue.Maildrop, queue.Active, queue.Incoming, queue.Deferred, queue.Hold}
-
-// QueueEntry is one message as mailq shows it.
-type QueueEntry struct {
-	Queue   string
-	ID      queue.ID
-	Arrival time.Time
-	Size    int64
-	Sender  string
-	Rcpts   []string // recipients still to be delivered
-}
-
-// ListQueue reads every message of the queues mailq shows. Files that do
-// not parse are skipped (qmgr or pickup move them to corrupt/); files
-// that vanish while being read are skipped too. A queue directory that
-// cannot be read is an error.
-func ListQueue(store *queue.Store) ([]QueueEntry, error) {
-	var out []QueueEntry
-	for _, q := range mailqQueues {
-		ids, err := store.List(q)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, err
-		}
-		for _, id := range ids {
-			m, err := queue.OpenFile(store.Path(q, id))
-			if err != nil {
-				if errors.Is(err, fs.ErrPermission) {
-					return nil, err
-				}
-				continue
-			}
-			e := QueueEntry{Queue: q, ID: id, Arrival: m.Envelope.Arrival, Size: m.Size, Sender: m.Envelope.Sender}
-			if q == queue.Maildrop {
-				// Postfix shows the file size for maildrop files, which
-				// have not been through cleanup yet.
-				if fi, err := os.Stat(store.Path(q, id)); err == nil {
-					e.Size = fi.Size()
-				}
-			}
-			for _, rc := range m.Envelope.Recipients {
-				if !rc.Status.Done() {
-					e.Rcpts = append(e.Rcpts, rc.Addr)
-				}
-			}
-			m.Close()
-			out = append(out, e)
-		}
-	}
-	return out, nil
-}
-
-// WriteMailq prints entries in the format of Postfix's mailq with long
-// queue IDs: a heading, one block per message (ID with '*' for active
-// and '!' for hold, size, arrival time, sender, then the recipients
-// indented), and a summary line; "Mail queue is empty" when there is
-// nothing.
-func WriteMailq(w io.Writer, entries []QueueEntry, loc *time.Location) error {
-	bw := bufio.NewWriter(w)
-	const (
-		strFmt    = "%-17s %8s %-19s %s\n"
-		senderFmt = "%-17s %8d %19.19s %s\n"
-	)
-	var total int64
-	for i, e := range entries {
-		if i > 0 {
-			fmt.Fprint(bw, "\n")
-		} else {
-			fmt.Fprintf(bw, strFmt, "----Queue ID-----", "--Size--", "---Arrival Time----", "--Sender/Recipient------")
-		}
-		id := string(e.ID)
-		switch e.Queue {
-		case queue.Active:
-			id += "*"
-		case queue.Hold:
-			id += "!"
-		}
-		fmt.Fprintf(bw, senderFmt, id, e.Size, e.Arrival.In(loc).Format("Mon Jan _2 15:04:05"), showAddr(e.Sender))
-		for _, rc := range e.Rcpts {
-			fmt.Fprintf(bw, strFmt, "", "", "", showAddr(rc))
-		}
-		total += e.Size
-	}
-	if len(entries) == 0 {
-		fmt.Fprint(bw, "Mail queue is empty\n")
-	} else {
-		s := "s"
-		if len(entries) == 1 {
-			s = ""
-		}
-		fmt.Fprintf(bw, "\n-- %d Kbytes in %d Request%s.\n", total/1024, len(entries), s)
-	}
-	return bw.Flush()
-}
-
-// showAddr prints an address as showq does: the null address as
-// MAILER-DAEMON, control characters as '?'.
-func showAddr(a string) string {
-	if a == "" {
-		return "MAILER-DAEMON"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, a)
-}
 
 // mailq is -bp. Postern has no showq daemon: mailq reads the queue
 // files itself, so only root and the owner of the queue can list it.
@@ -139,14 +24,14 @@ func (r *run) mailq() error {
 			return refusalError(r.prog, err)
 		}
 	}
-	entries, err := ListQueue(queue.NewStore(qdir))
+	entries, err := queuectl.List(queue.NewStore(qdir))
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return fatalf(ExUnavailable, "Queue report unavailable - the queue is not readable by uid %d (%v); run mailq as root or as the mail_owner", r.UID, err)
 		}
 		return fatalf(ExUnavailable, "Queue report unavailable: %v", err)
 	}
-	if err := WriteMailq(r.Stdout, entries, time.Local); err != nil && !errors.Is(err, fs.ErrClosed) {
+	if err := queuectl.WriteMailq(r.Stdout, entries, time.Local); err != nil && !errors.Is(err, fs.ErrClosed) {
 		return fatalf(ExIOErr, "output write error: %v", err)
 	}
 	return nil
