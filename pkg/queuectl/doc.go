@@ -46,8 +46,8 @@
 // # Listing
 //
 // The list shows maildrop, active, incoming, deferred and hold, in that
-// order (showq's), in mailq's format (WriteMailq, which sendmail -bp uses too,
-// `sendmail -bp`), or with -j one JSON object per line with the members of
+// order (showq's), in mailq's format (WriteMailq, which `sendmail -bp`
+// uses too), or with -j one JSON object per line with the members of
 // postqueue -j in its order: queue_name, queue_id, arrival_time,
 // message_size, forced_expire (always false: Postern has no forced
 // expiry), sender, recipients (orig_address, address). Only recipients
