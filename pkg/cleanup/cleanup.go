@@ -53,6 +53,9 @@ type Cleanup struct {
 	qmgrPath    string
 	ipcTimeout  time.Duration
 	maxRcpt     int
+	// valias is virtual_alias_maps expansion; nil when the parameter is
+	// empty, so that plain mail pays no lookup.
+	valias *virtualAlias
 	// wake holds at most one pending wake-up for qmgr (see waker).
 	wake chan struct{}
 }
@@ -60,6 +63,9 @@ type Cleanup struct {
 // New builds the cleanup service from the worker context.
 func New(ctx context.Context, sc *server.Context) (any, error) {
 	c := newCleanup(sc.Config, sc.Log)
+	if err := c.openTables(sc.Config); err != nil {
+		return nil, err
+	}
 	sc.Go(c.waker)
 	return c, nil
 }
@@ -161,12 +167,21 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 	seen := make(map[string]bool, len(req.Recipients))
 	for _, r := range req.Recipients {
 		addr := c.qualify(r.Addr)
-		key := strings.ToLower(addr)
-		if seen[key] {
-			continue
+		addrs := []string{addr}
+		if c.valias != nil {
+			var err error
+			if addrs, err = c.expandVirtual(id, addr); err != nil {
+				return deferResult()
+			}
 		}
-		seen[key] = true
-		env.Recipients = append(env.Recipients, queue.Recipient{Addr: addr, Orig: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
+		for _, a := range addrs {
+			key := strings.ToLower(a)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, Orig: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
+		}
 	}
 	if len(env.Recipients) == 0 {
 		return handoff.Result{Status: handoff.PermFail, DSN: "5.1.3", Text: "Error: no recipients specified"}
@@ -195,6 +210,11 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		c.log.MessageID(id, msgID)
 	}
 	return handoff.Result{Status: handoff.OK, DSN: "2.0.0", Text: "Ok: queued as " + id}
+}
+
+// deferResult is Postfix's reply to CLEANUP_STAT_DEFER.
+func deferResult() handoff.Result {
+	return handoff.Result{Status: handoff.TempFail, DSN: "4.7.1", Text: "Error: service unavailable"}
 }
 
 func tempFail() handoff.Result {
