@@ -111,6 +111,7 @@ var supported = []string{
 	"stale_lock_time", "strict_mailbox_ownership", "allow_mail_to_commands", "allow_mail_to_files",
 	"command_time_limit", "command_execution_directory", "local_command_shell", "default_privs",
 	"export_environment", "prepend_delivered_header", "owner_request_special",
+	"transport_maps",
 	"virtual_alias_maps", "virtual_alias_recursion_limit", "virtual_alias_expansion_limit",
 	"propagate_unmatched_extensions",
 }

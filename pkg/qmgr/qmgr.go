@@ -346,7 +346,12 @@ func (q *Qmgr) load(id queue.ID) {
 		}
 		switch res.Transport {
 		case "error":
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "5.1.1", Text: "User unknown in virtual alias table"}, "", "none")
+			code, text := splitReason(res.Nexthop, "5.0.0")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: code, Text: text}, "", "none")
+			continue
+		case "retry":
+			code, text := splitReason(res.Nexthop, "4.0.0")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: code, Text: text}, "", "none")
 			continue
 		case "discard":
 			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Sent, DSN: "2.0.0", Text: "discarded"}, "", "none")
@@ -480,6 +485,34 @@ func (q *Qmgr) runJob(j *job) {
 	if done {
 		q.finish(msg)
 	}
+}
+
+// splitReason splits the next hop of the error and retry transports, "text"
+// or "X.Y.Z text" as error(8) takes it, into a status and a text. A status
+// of the wrong class (2.x.x, or 4.x.x for error) gives def.
+func splitReason(nexthop, def string) (code, text string) {
+	code, text = def, nexthop
+	if c, rest, ok := strings.Cut(nexthop, " "); ok && validStatus(c) && c[0] == def[0] {
+		code, text = c, strings.TrimSpace(rest)
+	}
+	if text == "" {
+		text = "Address is undeliverable"
+	}
+	return code, text
+}
+
+// validStatus reports whether s is an RFC 3463 status code, class.subject.detail.
+func validStatus(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 || len(parts[0]) != 1 || (parts[0] != "4" && parts[0] != "5") {
+		return false
+	}
+	for _, p := range parts[1:] {
+		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func contains(s []int, v int) bool {

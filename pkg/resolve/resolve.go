@@ -15,6 +15,13 @@
 // A transport written as "name:nexthop" names its next hop; without one the
 // next hop is relayhost for the relay and default classes when relayhost is
 // set, $myhostname for the local class, and otherwise the recipient domain.
+// The virtual alias class resolves to the error transport with the reason
+// as next hop, as Postfix's error(8) takes it.
+//
+// transport_maps (transport(5)) then overrides transport and next hop for
+// all classes but virtual alias: searched with user+ext@domain,
+// user@domain, domain, .parent domains, and "*"; "transport:nexthop" with
+// an empty field keeping the class's value (see applyTransport).
 //
 // The Resolver is built once from main.cf and is safe for concurrent use.
 package resolve
@@ -67,6 +74,7 @@ type Resolver struct {
 	delim         string
 	vmboxMaps     *table.Maps
 	valiasMaps    *table.Maps
+	transportMaps *transportMaps // nil when transport_maps is empty
 	localRcpt     localRecipientMaps
 }
 
@@ -146,6 +154,9 @@ func NewWithAliases(cfg *config.Config, open, openAliases Opener) (*Resolver, er
 		return nil, err
 	}
 	if r.valiasMaps, err = OpenMaps(cfg, "virtual_alias_maps", open); err != nil {
+		return nil, err
+	}
+	if r.transportMaps, err = openTransportMaps(cfg, open); err != nil {
 		return nil, err
 	}
 	if _, err := table.SplitSpecs(cfg.Get("local_recipient_maps")); err != nil {
@@ -235,7 +246,9 @@ func (r *Resolver) ClassOf(domain string) (Class, error) {
 	return Default, nil
 }
 
-// Resolve finds the transport and next hop for a recipient.
+// Resolve finds the transport and next hop for a recipient: the address
+// class's, then transport_maps, which overrides them for every class but
+// virtual alias (whose "User unknown" result stands, as in Postfix).
 func (r *Resolver) Resolve(rcpt string) (Result, error) {
 	domain := address.Domain(rcpt)
 	class, err := r.ClassOf(domain)
@@ -250,8 +263,19 @@ func (r *Resolver) Resolve(rcpt string) (Result, error) {
 			res.Nexthop = r.relayhost
 		case class == Local:
 			res.Nexthop = r.myhostname
+		case class == VirtualAlias:
+			res.Nexthop = "5.1.1 User unknown in virtual alias table"
 		default:
 			res.Nexthop = domain
+		}
+	}
+	if r.transportMaps != nil && class != VirtualAlias {
+		v, ok, err := r.transportMaps.lookup(rcpt, r.delim)
+		if err != nil {
+			return Result{}, fmt.Errorf("transport_maps: %w", err)
+		}
+		if ok {
+			applyTransport(v, address.FoldDomain(domain), &res.Transport, &res.Nexthop)
 		}
 	}
 	return res, nil

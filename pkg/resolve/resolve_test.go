@@ -47,7 +47,7 @@ func TestResolve(t *testing.T) {
 		{"root@[127.0.0.1]", Local, "local", "mx.example.com"},
 		{"root@[192.0.2.1]", Default, "smtp", "[192.0.2.1]"},
 		{"user@Virt.Example", VirtualMailbox, "virtual", "virt.example"},
-		{"x@alias.example", VirtualAlias, "error", "alias.example"},
+		{"x@alias.example", VirtualAlias, "error", "5.1.1 User unknown in virtual alias table"},
 		{"x@relay.example", Relay, "relay", "relay.example"},
 		{"x@elsewhere.example", Default, "smtp", "elsewhere.example"},
 	} {
