@@ -3,7 +3,13 @@
 // writes it durably into incoming/ and wakes qmgr.
 //
 // What it does to a message, as Postfix's cleanup(8):
-//   - envelope addresses without a domain get @$myorigin (append_at_myorigin);
+//   - envelope addresses without a domain get @$myorigin (append_at_myorigin),
+//     a domain without a dot .$mydomain (append_dot_mydomain);
+//   - sender_canonical_maps, recipient_canonical_maps, canonical_maps and
+//     masquerade_domains rewrite envelope and header addresses per their
+//     *_classes (canonical.go); in the local rewrite context header
+//     addresses are qualified too (header.go);
+//   - recipients are expanded through virtual_alias_maps (virtual.go);
 //   - duplicate recipients are dropped;
 //   - in the local rewrite context (local submissions, and SMTP clients
 //     matched by local_header_rewrite_clients) or with
@@ -56,6 +62,14 @@ type Cleanup struct {
 	// valias is virtual_alias_maps expansion; nil when the parameter is
 	// empty, so that plain mail pays no lookup.
 	valias *virtualAlias
+	// addr is canonical mapping and masquerading; nil when not set.
+	addr *addrRewrite
+	// hdrRewrite says header addresses are rewritten (addr's classes).
+	hdrRewrite bool
+	// dotDomain is $mydomain when append_dot_mydomain is on.
+	dotDomain string
+	// appendAt is append_at_myorigin.
+	appendAt bool
 	// wake holds at most one pending wake-up for qmgr (see waker).
 	wake chan struct{}
 }
@@ -102,6 +116,7 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
 		maxRcpt:     1000000,
 		wake:        make(chan struct{}, 1),
+		appendAt:    true,
 	}
 }
 
@@ -151,8 +166,12 @@ func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
 // receive writes the envelope and content and commits the file.
 func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Reader) handoff.Result {
 	id := string(w.ID())
+	sender, err := c.rewrite(id, c.qualify(req.Sender), classEnvSender)
+	if err != nil {
+		return deferResult()
+	}
 	env := queue.Envelope{
-		Sender:     c.qualify(req.Sender),
+		Sender:     sender,
 		Arrival:    time.Now(),
 		ClientName: req.ClientName,
 		ClientAddr: req.ClientAddr,
@@ -166,7 +185,10 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 	}
 	seen := make(map[string]bool, len(req.Recipients))
 	for _, r := range req.Recipients {
-		addr := c.qualify(r.Addr)
+		addr, err := c.rewrite(id, c.qualify(r.Addr), classEnvRcpt)
+		if err != nil {
+			return deferResult()
+		}
 		addrs := []string{addr}
 		if c.valias != nil {
 			var err error
@@ -190,8 +212,16 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		c.log.Warning("%s: write queue file: %v", id, err)
 		return tempFail()
 	}
-	addMissing := c.alwaysAdd || req.RewriteContext == handoff.ContextLocal
-	msgID, err := c.copyContent(w, content, env.Sender, addMissing, id)
+	mc := &msgCtx{
+		id:         id,
+		sender:     env.Sender,
+		addMissing: c.alwaysAdd || req.RewriteContext == handoff.ContextLocal,
+		local:      req.RewriteContext == handoff.ContextLocal,
+	}
+	msgID, err := c.copyContent(w, content, mc)
+	if err == nil && mc.rewriteErr != nil {
+		return deferResult()
+	}
 	switch {
 	case errors.Is(err, errTooBig):
 		c.log.Printf("%s: reject: message too big (%d bytes); from=<%s>", id, w.Size(), env.Sender)
@@ -221,13 +251,28 @@ func tempFail() handoff.Result {
 	return handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: queue file write error"}
 }
 
-// qualify appends @$myorigin to an address without a domain (Postfix's
-// append_at_myorigin); the null sender stays empty.
+// qualify appends @$myorigin to an address without a domain
+// (append_at_myorigin) and .$mydomain to a domain without a dot
+// (append_dot_mydomain); the null sender stays empty.
 func (c *Cleanup) qualify(addr string) string {
-	if addr == "" || strings.ContainsRune(addr, '@') {
+	if addr == "" {
 		return addr
 	}
-	return addr + "@" + c.myorigin
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		if !c.appendAt {
+			return addr
+		}
+		addr += "@" + c.myorigin
+		at = len(addr) - len(c.myorigin) - 1
+	}
+	if c.dotDomain != "" {
+		d := addr[at+1:]
+		if d != "" && !strings.ContainsRune(d, '.') && d[0] != '[' {
+			addr += "." + c.dotDomain
+		}
+	}
+	return addr
 }
 
 var errTooBig = errors.New("message too big")
@@ -236,7 +281,7 @@ var errTooBig = errors.New("message too big")
 // header it notes which of From:, Date: and Message-Id: are present, cuts
 // over-long headers, and adds the missing ones before the end of the
 // header; the body is copied as it is. It returns the Message-Id value.
-func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string, addMissing bool, id string) (string, error) {
+func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (string, error) {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(content)
 	defer func() { br.Reset(nil); readers.Put(br) }()
@@ -246,7 +291,13 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string,
 		curName                       string // lower-case name of the header being read
 		curSize                       int
 		last                          byte = '\n'
+		// pend holds the header being read when a feature needs it whole
+		// (see wantWhole); pendName is its lower-case name.
+		pend      []byte
+		pendName  string
+		buffering bool
 	)
+	sender, addMissing, id := mc.sender, mc.addMissing, mc.id
 	limit := c.sizeLimit
 	write := func(p []byte) error {
 		if limit > 0 && w.Size()+int64(len(p)) > limit {
@@ -258,7 +309,22 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string,
 		_, err := w.Write(p)
 		return err
 	}
+	flush := func() error {
+		if !buffering {
+			return nil
+		}
+		buffering = false
+		out := c.processHeader(mc, pendName, pend)
+		pend = pend[:0]
+		if out == nil {
+			return nil
+		}
+		return write(out)
+	}
 	endHeader := func() error {
+		if err := flush(); err != nil {
+			return err
+		}
 		if !addMissing {
 			return nil
 		}
@@ -306,8 +372,14 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string,
 					}
 				}
 			} else if name, ok := headerName(line); ok {
+				if e := flush(); e != nil {
+					return msgID, e
+				}
 				header = true
 				curName = strings.ToLower(name)
+				if c.wantWhole(curName, mc) {
+					buffering, pendName = true, curName
+				}
 				curSize = len(line)
 				switch curName {
 				case "from", "resent-from":
@@ -327,7 +399,9 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, sender string,
 			if len(line) > 0 && line[len(line)-1] != '\n' {
 				line = append(line[:len(line):len(line)], '\n')
 			}
-			if e := write(line); e != nil {
+			if buffering {
+				pend = append(pend, line...)
+			} else if e := write(line); e != nil {
 				return msgID, e
 			}
 			if err == io.EOF {

@@ -53,5 +53,78 @@ func (c *Cleanup) openTables(cfg *config.Config) error {
 			local:          local,
 		}
 	}
+	return c.openRewrite(cfg, open, delim, propagate["canonical"], local)
+}
+
+// openRewrite sets up canonical mapping, masquerading and
+// append_dot_mydomain.
+func (c *Cleanup) openRewrite(cfg *config.Config, open resolve.Opener, delim string, propagate bool, local func(string) bool) error {
+	if cfg.Bool("append_dot_mydomain") {
+		c.dotDomain = cfg.Get("mydomain")
+	}
+	c.appendAt = cfg.Bool("append_at_myorigin")
+	r := &addrRewrite{
+		delim:         delim,
+		propagate:     propagate,
+		local:         local,
+		canonClasses:  parseClasses(cfg.List("canonical_classes")),
+		senderClasses: parseClasses(cfg.List("sender_canonical_classes")),
+		rcptClasses:   parseClasses(cfg.List("recipient_canonical_classes")),
+		masqClasses:   parseClasses(cfg.List("masquerade_classes")),
+		masqDomains:   cfg.List("masquerade_domains"),
+	}
+	any := len(r.masqDomains) > 0
+	for _, m := range []struct {
+		param string
+		maps  **table.Maps
+		set   *bool
+	}{
+		{"canonical_maps", &r.canonical, &r.canonicalSet},
+		{"sender_canonical_maps", &r.senderCanon, &r.senderCanonSet},
+		{"recipient_canonical_maps", &r.rcptCanon, &r.rcptCanonSet},
+	} {
+		specs, err := table.SplitSpecs(cfg.Get(m.param))
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.param, err)
+		}
+		if len(specs) == 0 {
+			continue
+		}
+		if *m.maps, err = resolve.OpenMaps(cfg, m.param, open); err != nil {
+			return err
+		}
+		*m.set, any = true, true
+	}
+	if except := cfg.List("masquerade_exceptions"); len(except) > 0 {
+		names := map[string]bool{}
+		var tables []table.Table
+		for _, e := range except {
+			if strings.Contains(e, ":") {
+				t, err := open(e)
+				if err != nil {
+					return fmt.Errorf("masquerade_exceptions: %w", err)
+				}
+				tables = append(tables, t)
+				continue
+			}
+			names[strings.ToLower(e)] = true
+		}
+		r.masqExcept = func(user string) bool {
+			u := strings.ToLower(user)
+			if names[u] {
+				return true
+			}
+			for _, t := range tables {
+				if _, ok, _ := t.Lookup(u); ok {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	if any {
+		c.addr = r
+		c.hdrRewrite = r.headerClasses()
+	}
 	return nil
 }

@@ -114,6 +114,9 @@ var supported = []string{
 	"transport_maps",
 	"virtual_alias_maps", "virtual_alias_recursion_limit", "virtual_alias_expansion_limit",
 	"propagate_unmatched_extensions",
+	"canonical_maps", "sender_canonical_maps", "recipient_canonical_maps", "canonical_classes",
+	"sender_canonical_classes", "recipient_canonical_classes", "masquerade_domains",
+	"masquerade_exceptions", "masquerade_classes", "append_dot_mydomain", "append_at_myorigin",
 }
 
 // posternOnly lists the parameters Postfix does not have.
