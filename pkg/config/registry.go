@@ -112,11 +112,14 @@ var supported = []string{
 	"command_time_limit", "command_execution_directory", "local_command_shell", "default_privs",
 	"export_environment", "prepend_delivered_header", "owner_request_special",
 	"transport_maps",
+	"delay_warning_time", "notify_classes", "bounce_notice_recipient", "2bounce_notice_recipient",
+	"delay_notice_recipient", "double_bounce_sender",
 	"virtual_alias_maps", "virtual_alias_recursion_limit", "virtual_alias_expansion_limit",
 	"propagate_unmatched_extensions",
 	"canonical_maps", "sender_canonical_maps", "recipient_canonical_maps", "canonical_classes",
 	"sender_canonical_classes", "recipient_canonical_classes", "masquerade_domains",
 	"masquerade_exceptions", "masquerade_classes", "append_dot_mydomain", "append_at_myorigin",
+	"header_checks", "body_checks", "body_checks_size_limit", "message_drop_headers",
 }
 
 // posternOnly lists the parameters Postfix does not have.

@@ -67,6 +67,7 @@ type Qmgr struct {
 	runDelay    time.Duration
 	lifetime    time.Duration
 	ipcTimeout  time.Duration
+	notices     notices
 
 	incoming chan struct{}
 	deferred chan bool // true: flush (ignore retry times)
@@ -95,6 +96,11 @@ type message struct {
 	jobsLeft int
 	deferred bool
 	failures []failure // why recipients failed, for the bounce (under q.mu)
+	// successes are recipients delivered with NOTIFY=SUCCESS in this
+	// attempt, delays the deferred ones when delay warnings are on
+	// (under q.mu).
+	successes []failure
+	delays    []failure
 }
 
 type job struct {
@@ -155,6 +161,7 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 	if q.runDelay <= 0 {
 		q.runDelay = 300 * time.Second
 	}
+	q.initNotices()
 	return q, nil
 }
 
@@ -218,7 +225,9 @@ func (q *Qmgr) run(ctx context.Context) {
 	}
 }
 
-// recover schedules what a previous qmgr left in active/.
+// recover schedules what a previous qmgr left in active/: as Postfix's
+// qmgr, it moves those files back to incoming/, which is then scanned
+// within qmgr_message_active_limit like new mail.
 func (q *Qmgr) recover() {
 	n, _ := q.store.CleanTemp(queue.Incoming, time.Hour)
 	if n > 0 {
@@ -230,7 +239,9 @@ func (q *Qmgr) recover() {
 		return
 	}
 	for _, id := range ids {
-		q.load(id)
+		if err := q.store.Move(id, queue.Active, queue.Incoming); err != nil {
+			q.log.Warning("%s: move back to incoming: %v", id, err)
+		}
 	}
 }
 
@@ -335,26 +346,26 @@ func (q *Qmgr) load(id queue.ID) {
 			continue
 		}
 		if expired {
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "4.4.7", Text: "message expired"}, "expired", "none")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "4.4.7", Text: "message expired"}, "expired", "none", "")
 			continue
 		}
 		res, err := q.resolver.Resolve(r.Addr)
 		if err != nil {
 			q.log.Warning("%s: resolve %s: %v", id, r.Addr, err)
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0", Text: "address resolver failure"}, "", "none")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0", Text: "address resolver failure"}, "", "none", "")
 			continue
 		}
 		switch res.Transport {
 		case "error":
 			code, text := splitReason(res.Nexthop, "5.0.0")
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: code, Text: text}, "", "none")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: code, Text: text}, "", "none", "")
 			continue
 		case "retry":
 			code, text := splitReason(res.Nexthop, "4.0.0")
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: code, Text: text}, "", "none")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: code, Text: text}, "", "none", "")
 			continue
 		case "discard":
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Sent, DSN: "2.0.0", Text: "discarded"}, "", "none")
+			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Sent, DSN: "2.0.0", Text: "discarded"}, "", "none", "")
 			continue
 		}
 		key := res.Transport + "\x00" + strings.ToLower(res.Nexthop)
@@ -463,14 +474,14 @@ func (q *Qmgr) runJob(j *job) {
 			continue
 		}
 		got[r.Index] = true
-		q.finishRecipient(msg, r.Index, r, "", "")
+		q.finishRecipient(msg, r.Index, r, "", "", j.dest.transport)
 	}
 	if err != nil {
 		q.log.Warning("%s: transport %s: %v", msg.id, j.dest.transport, err)
 		for _, i := range j.rcpts {
 			if !got[i] {
 				q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0",
-					Text: "delivery temporarily suspended: transport " + j.dest.transport + " unavailable"}, "", "none")
+					Text: "delivery temporarily suspended: transport " + j.dest.transport + " unavailable"}, "", "none", "")
 			}
 		}
 	}
@@ -525,12 +536,17 @@ func contains(s []int, v int) bool {
 }
 
 // finishRecipient records one result. logStatus/relay are set when qmgr
-// itself decided (no agent logged the line).
-func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus, relay string) {
+// itself decided (no agent logged the line); transport is the agent's.
+func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus, relay, transport string) {
 	var st queue.RcptStatus
 	switch r.Status {
 	case deliver.Sent:
 		st = queue.Delivered
+		if n := msg.m.Envelope.Recipients[i].Notify; n != "" && wantsNotice(n, "SUCCESS") {
+			q.mu.Lock()
+			msg.successes = append(msg.successes, failure{index: i, result: r, when: time.Now(), transport: transport})
+			q.mu.Unlock()
+		}
 	case deliver.Bounce:
 		st = queue.Failed
 		q.mu.Lock()
@@ -539,6 +555,9 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 	default:
 		q.mu.Lock()
 		msg.deferred = true
+		if q.notices.delayWarning > 0 {
+			msg.delays = append(msg.delays, failure{index: i, result: r, when: time.Now()})
+		}
 		q.mu.Unlock()
 	}
 	if st != 0 {
@@ -570,19 +589,29 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 // finish takes a message out of active/ once every job has answered.
 func (q *Qmgr) finish(msg *message) {
 	q.mu.Lock()
-	delete(q.active, msg.id)
 	deferred := msg.deferred
 	q.mu.Unlock()
+	// The message counts against qmgr_message_active_limit until its
+	// file has left active/.
+	defer func() {
+		q.mu.Lock()
+		delete(q.active, msg.id)
+		q.mu.Unlock()
+		q.freed()
+	}()
 	id := msg.id
 	m := msg.m
 	if _, err := os.Stat(q.store.Path(queue.Active, id)); errors.Is(err, fs.ErrNotExist) {
 		// The admin deleted or held it while it was being delivered
 		// (postern queue delete/hold): nothing is left to do.
 		m.Close()
-		q.freed()
 		return
 	}
+	if len(msg.successes) > 0 {
+		q.notifySuccess(msg)
+	}
 	if deferred {
+		q.delayWarn(msg)
 		m.Close()
 		age := time.Since(m.Envelope.Arrival)
 		delay := min(max(age, q.minBackoff), q.maxBackoff)
@@ -610,7 +639,6 @@ func (q *Qmgr) finish(msg *message) {
 			q.log.Removed(string(id))
 		}
 	}
-	q.freed()
 }
 
 // freed takes in more mail after a message left active/.
@@ -634,11 +662,7 @@ func (q *Qmgr) bounceWithFile(msg *message) error {
 	if !failed {
 		return nil
 	}
-	if err := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); err != nil {
-		return err
-	}
-	defer msg.m.Release()
-	return q.bounce(msg)
+	return q.withFile(msg, func() error { return q.bounce(msg) })
 }
 
 // pool keeps idle connections to one transport's agent.

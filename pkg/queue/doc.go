@@ -70,6 +70,17 @@
 //	'-'  0x2d  Pending    not yet delivered
 //	'D'  0x44  Delivered  done
 //	'F'  0x46  Failed     done, failed permanently; a bounce is owed
+//	'W'  0x57  Warned     not yet delivered; its delay warning was sent
+//
+// qmgr turns Pending into Warned once it has queued the delay warning
+// (delay_warning_time) that reports the recipient, so that the warning is
+// sent once per message however often the message is retried, and
+// survives restarts as the rest of the file does. Postfix keeps the same
+// fact in a fixed-width warning-time record that its qmgr overwrites;
+// rewriting the status byte keeps this format's rule that nothing else
+// changes in place. 'W' was added within version 1: files that never had
+// a delay warning are unchanged, and a reader older than 'W' takes a
+// warned file for corrupt.
 //
 // That byte is the only byte of a queue file that ever changes after
 // Commit (Message.SetStatus, one pwrite of one byte). Everything else is

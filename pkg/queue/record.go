@@ -48,11 +48,12 @@ const (
 	Pending   RcptStatus = '-' // 0x2d: not yet delivered
 	Delivered RcptStatus = 'D' // 0x44: done, delivered (or discarded on purpose)
 	Failed    RcptStatus = 'F' // 0x46: done, failed permanently; a bounce is owed
+	Warned    RcptStatus = 'W' // 0x57: not yet delivered; a delay warning covering it was sent
 )
 
 // Valid reports whether st is one of the defined status values.
 func (st RcptStatus) Valid() bool {
-	return st == Pending || st == Delivered || st == Failed
+	return st == Pending || st == Delivered || st == Failed || st == Warned
 }
 
 // Done reports whether the recipient needs no further delivery attempt.
@@ -66,6 +67,8 @@ func (st RcptStatus) String() string {
 		return "delivered"
 	case Failed:
 		return "failed"
+	case Warned:
+		return "warned"
 	}
 	return fmt.Sprintf("RcptStatus(%#02x)", byte(st))
 }
