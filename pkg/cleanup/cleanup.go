@@ -10,6 +10,8 @@
 //     *_classes (canonical.go); in the local rewrite context header
 //     addresses are qualified too (header.go);
 //   - recipients are expanded through virtual_alias_maps (virtual.go);
+//   - header_checks and body_checks act on each header and body line
+//     (checks.go); message_drop_headers are removed;
 //   - duplicate recipients are dropped;
 //   - in the local rewrite context (local submissions, and SMTP clients
 //     matched by local_header_rewrite_clients) or with
@@ -70,6 +72,10 @@ type Cleanup struct {
 	dotDomain string
 	// appendAt is append_at_myorigin.
 	appendAt bool
+	// checks are header_checks and body_checks.
+	checks checks
+	// dropHeaders is message_drop_headers (lower-case names).
+	dropHeaders map[string]bool
 	// wake holds at most one pending wake-up for qmgr (see waker).
 	wake chan struct{}
 }
@@ -208,21 +214,41 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 	if len(env.Recipients) == 0 {
 		return handoff.Result{Status: handoff.PermFail, DSN: "5.1.3", Text: "Error: no recipients specified"}
 	}
-	if err := w.Envelope(&env); err != nil {
-		c.log.Warning("%s: write queue file: %v", id, err)
-		return tempFail()
-	}
 	mc := &msgCtx{
 		id:         id,
 		sender:     env.Sender,
 		addMissing: c.alwaysAdd || req.RewriteContext == handoff.ContextLocal,
 		local:      req.RewriteContext == handoff.ContextLocal,
+		client: checkClient{name: req.ClientName, addr: req.ClientAddr, helo: req.HeloName,
+			proto: req.Protocol, from: env.Sender, to: env.Recipients[0].Addr},
 	}
-	msgID, err := c.copyContent(w, content, mc)
+	// The envelope is written when the content starts or, with
+	// header_checks, once the header has been checked: REDIRECT and FILTER
+	// change it.
+	writeEnvelope := func() error {
+		if mc.redirect != "" {
+			env.Recipients = []queue.Recipient{{Addr: c.qualify(mc.redirect), Status: queue.Pending}}
+		}
+		if mc.filter != "" {
+			env.Attrs = map[string]string{"filter": mc.filter}
+		}
+		if err := w.Envelope(&env); err != nil {
+			c.log.Warning("%s: write queue file: %v", id, err)
+			return errEnvelope
+		}
+		return nil
+	}
+	msgID, err := c.copyContent(w, content, mc, writeEnvelope)
 	if err == nil && mc.rewriteErr != nil {
 		return deferResult()
 	}
 	switch {
+	case err == nil && mc.reject != nil:
+		return *mc.reject
+	case err == nil && mc.discard:
+		return handoff.Result{Status: handoff.Discarded, DSN: "2.0.0", Text: "Ok: queued as " + id}
+	case errors.Is(err, errEnvelope):
+		return tempFail()
 	case errors.Is(err, errTooBig):
 		c.log.Printf("%s: reject: message too big (%d bytes); from=<%s>", id, w.Size(), env.Sender)
 		return handoff.Result{Status: handoff.PermFail, DSN: "5.3.4", Text: "Error: message file too big"}
@@ -232,7 +258,11 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		c.log.Warning("%s: %v", id, err)
 		return tempFail()
 	}
-	if err := w.Commit(); err != nil {
+	commit := w.Commit
+	if mc.hold {
+		commit = func() error { return w.CommitTo(queue.Hold) }
+	}
+	if err := commit(); err != nil {
 		c.log.Warning("%s: commit queue file: %v", id, err)
 		return tempFail()
 	}
@@ -275,13 +305,16 @@ func (c *Cleanup) qualify(addr string) string {
 	return addr
 }
 
-var errTooBig = errors.New("message too big")
+var (
+	errTooBig   = errors.New("message too big")
+	errEnvelope = errors.New("envelope not written")
+)
 
 // copyContent streams the content into the queue file. While in the
 // header it notes which of From:, Date: and Message-Id: are present, cuts
 // over-long headers, and adds the missing ones before the end of the
 // header; the body is copied as it is. It returns the Message-Id value.
-func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (string, error) {
+func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx, writeEnvelope func() error) (string, error) {
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(content)
 	defer func() { br.Reset(nil); readers.Put(br) }()
@@ -296,18 +329,51 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (s
 		pend      []byte
 		pendName  string
 		buffering bool
+		bodySeen  int64 // body bytes body_checks has inspected
 	)
 	sender, addMissing, id := mc.sender, mc.addMissing, mc.id
 	limit := c.sizeLimit
+	// With header_checks the header is kept in hdrBuf until it is
+	// complete and checked, then the envelope is written and the header
+	// after it.
+	deferHdr := c.checks.header != nil
+	var hdrBuf []byte
+	if !deferHdr {
+		if err := writeEnvelope(); err != nil {
+			return "", err
+		}
+	}
 	write := func(p []byte) error {
-		if limit > 0 && w.Size()+int64(len(p)) > limit {
+		if limit > 0 && w.Size()+int64(len(hdrBuf))+int64(len(p)) > limit {
 			return errTooBig
 		}
 		if len(p) > 0 {
 			last = p[len(p)-1]
 		}
+		if mc.reject != nil || mc.discard {
+			return nil // the rest is read and dropped
+		}
+		if deferHdr {
+			hdrBuf = append(hdrBuf, p...)
+			return nil
+		}
 		_, err := w.Write(p)
 		return err
+	}
+	startBody := func() error {
+		if !deferHdr {
+			return nil
+		}
+		deferHdr = false
+		if mc.reject != nil || mc.discard {
+			return nil
+		}
+		if err := writeEnvelope(); err != nil {
+			return err
+		}
+		buf := hdrBuf
+		hdrBuf = nil
+		return write(buf)
 	}
 	flush := func() error {
 		if !buffering {
@@ -326,7 +392,7 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (s
 			return err
 		}
 		if !addMissing {
-			return nil
+			return startBody()
 		}
 		var b bytes.Buffer
 		now := time.Now()
@@ -344,7 +410,10 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (s
 			msgID = fmt.Sprintf("<%s.%s@%s>", now.UTC().Format("20060102150405"), id, c.myhostname)
 			fmt.Fprintf(&b, "Message-Id: %s\n", msgID)
 		}
-		return write(b.Bytes())
+		if err := write(b.Bytes()); err != nil {
+			return err
+		}
+		return startBody()
 	}
 	for {
 		line, err := br.ReadSlice('\n')
@@ -417,6 +486,9 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (s
 		if e := endHeader(); e != nil {
 			return msgID, e
 		}
+		if c.checks.body != nil && !(len(line) == 1 && line[0] == '\n') {
+			line = c.checkBodyLine(mc, line, &bodySeen)
+		}
 		if e := write(line); e != nil {
 			return msgID, e
 		}
@@ -424,6 +496,12 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx) (s
 			return msgID, c.finish(write, last)
 		}
 		break
+	}
+	if c.checks.body != nil {
+		if err := c.copyCheckedBody(mc, br, write, &bodySeen); err != nil {
+			return msgID, err
+		}
+		return msgID, c.finish(write, last)
 	}
 	// The body is copied as it is, straight from the reader's buffer.
 	if _, err := br.WriteTo(writeFunc(write)); err != nil {

@@ -7,6 +7,8 @@ package cleanup
 
 import (
 	"strings"
+
+	"postern/pkg/handoff"
 )
 
 // msgCtx is what header processing knows about the message.
@@ -20,6 +22,14 @@ type msgCtx struct {
 	// rewriteErr is the first address rewriting failure (a lookup error):
 	// the message is deferred.
 	rewriteErr error
+	// client names the message's origin in the checks' log lines.
+	client checkClient
+	// The actions of header_checks and body_checks.
+	reject   *handoff.Result
+	discard  bool
+	hold     bool
+	redirect string
+	filter   string
 }
 
 // addrHeaderClass returns the address class of a header (lower-case
@@ -37,14 +47,33 @@ func addrHeaderClass(name string) int {
 
 // wantWhole says whether copyContent must buffer the header name.
 func (c *Cleanup) wantWhole(name string, mc *msgCtx) bool {
-	return (c.hdrRewrite || mc.local) && addrHeaderClass(name) != 0
+	return c.checks.header != nil || c.dropHeaders[name] || ((c.hdrRewrite || mc.local) && addrHeaderClass(name) != 0)
 }
 
 // processHeader returns what to write for one whole header (with its
-// line endings), nil to drop it.
+// line endings), nil to drop it. As in Postfix: header_checks first, then
+// message_drop_headers, then address rewriting of the header as it came.
 func (c *Cleanup) processHeader(mc *msgCtx, name string, whole []byte) []byte {
+	var prefix []byte
+	if c.checks.header != nil {
+		out := c.applyCheck(mc, c.checks.header, "header_checks", "header", headerKey(whole), whole)
+		switch {
+		case out == nil:
+			return nil
+		case len(out) > len(whole) && string(out[len(out)-len(whole):]) == string(whole):
+			prefix = out[:len(out)-len(whole)] // PREPEND
+		case string(out) != string(whole):
+			return out // REPLACE: the new header is not processed further
+		}
+	}
+	if c.dropHeaders[name] {
+		return prefix
+	}
 	if class := addrHeaderClass(name); class != 0 && (c.hdrRewrite || mc.local) {
-		return c.rewriteHeaderAddrs(mc, class, whole)
+		whole = c.rewriteHeaderAddrs(mc, class, whole)
+	}
+	if prefix != nil {
+		return append(prefix, whole...)
 	}
 	return whole
 }

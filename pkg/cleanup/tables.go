@@ -53,7 +53,39 @@ func (c *Cleanup) openTables(cfg *config.Config) error {
 			local:          local,
 		}
 	}
-	return c.openRewrite(cfg, open, delim, propagate["canonical"], local)
+	if err := c.openRewrite(cfg, open, delim, propagate["canonical"], local); err != nil {
+		return err
+	}
+	return c.openChecks(cfg, open)
+}
+
+// openChecks opens header_checks and body_checks and reads
+// message_drop_headers.
+func (c *Cleanup) openChecks(cfg *config.Config, open resolve.Opener) error {
+	for _, p := range []struct {
+		param string
+		maps  **table.Maps
+	}{{"header_checks", &c.checks.header}, {"body_checks", &c.checks.body}} {
+		specs, err := table.SplitSpecs(cfg.Get(p.param))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.param, err)
+		}
+		if len(specs) == 0 {
+			continue
+		}
+		if *p.maps, err = resolve.OpenMaps(cfg, p.param, open); err != nil {
+			return err
+		}
+	}
+	c.checks.bodyLimit = cfg.Size("body_checks_size_limit")
+	c.dropHeaders = nil
+	for _, h := range cfg.List("message_drop_headers") {
+		if c.dropHeaders == nil {
+			c.dropHeaders = map[string]bool{}
+		}
+		c.dropHeaders[strings.ToLower(h)] = true
+	}
+	return nil
 }
 
 // openRewrite sets up canonical mapping, masquerading and

@@ -119,7 +119,7 @@ var supported = []string{
 	"canonical_maps", "sender_canonical_maps", "recipient_canonical_maps", "canonical_classes",
 	"sender_canonical_classes", "recipient_canonical_classes", "masquerade_domains",
 	"masquerade_exceptions", "masquerade_classes", "append_dot_mydomain", "append_at_myorigin",
-	"header_checks", "body_checks", "body_checks_size_limit", "message_drop_headers",
+	"header_checks", "body_checks_size_limit", "message_drop_headers",
 }
 
 // posternOnly lists the parameters Postfix does not have.

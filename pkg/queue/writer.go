@@ -418,6 +418,25 @@ func (w *Writer) Commit() error {
 	return nil
 }
 
+// CommitTo is Commit into another queue than the one the file was created
+// in: cleanup puts a message that header_checks or body_checks hold
+// straight into hold/. The temporary file is renamed across directories
+// (every queue directory is on one file system) and the target directory
+// is the one synced; a crash can leave only the temporary name behind,
+// which CleanTemp removes.
+func (w *Writer) CommitTo(queue string) error {
+	if queue == "" || strings.ContainsAny(queue, "/\x00") || queue == "." || queue == ".." {
+		return fmt.Errorf("queue: invalid queue name %q", queue)
+	}
+	if w.state != wNew && w.state != wEnvelope && w.state != wContent && w.state != wExtracted {
+		return fmt.Errorf("%s: commit to %s: already committed or aborted", w.id, queue)
+	}
+	w.queue = queue
+	w.dir = filepath.Join(w.s.dir, queue)
+	w.final = filepath.Join(w.dir, string(w.id))
+	return w.Commit()
+}
+
 // syncEntry makes the rename durable according to the store's SyncMode.
 func (w *Writer) syncEntry() error {
 	var err error

@@ -1,0 +1,236 @@
+package cleanup
+
+// header_checks and body_checks (header_checks(5)): each logical header
+// (continuation lines joined, line breaks removed) is looked up in
+// header_checks, each body line in body_checks, and the result is an
+// action:
+//
+//	REJECT [text]      refuse the message: 5.7.1 and the text, or
+//	                   "message content rejected"
+//	DISCARD [text]     claim delivery, drop the message
+//	WARN [text]        log a warning line
+//	INFO [text]        log an info line
+//	HOLD [text]        queue the message in hold/
+//	IGNORE             delete the header or line
+//	PREPEND text       insert text before the header or line
+//	REPLACE text       replace the header or line with text
+//	REDIRECT addr      send the message to addr instead of its recipients
+//	FILTER tr:dest     record a content filter in the envelope ("filter")
+//	DUNNO, OK          nothing
+//
+// After REJECT or DISCARD no further checks are made. REDIRECT and FILTER
+// change the envelope, which is written once the header is complete, so
+// they are honoured in header_checks; in body_checks they are logged and
+// ignored.
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strings"
+
+	"postern/pkg/handoff"
+	"postern/pkg/table"
+)
+
+// checks holds the check tables; nil tables are not configured.
+type checks struct {
+	header, body *table.Maps
+	bodyLimit    int64
+}
+
+// checkClient is what the log lines of the checks name.
+type checkClient struct {
+	name, addr, helo, proto, from, to string
+}
+
+// applyCheck looks key up in maps and carries out the action. It returns
+// the replacement for the header or line (with its line ending), the
+// original when nothing changes, nil to delete it. class is "header" or
+// "body".
+func (c *Cleanup) applyCheck(mc *msgCtx, maps *table.Maps, title, class, key string, orig []byte) []byte {
+	if mc.reject != nil || mc.discard {
+		return orig
+	}
+	v, found, err := maps.Lookup(key)
+	if err != nil {
+		c.log.Warning("%s: %s map lookup problem -- message not accepted, try again later", mc.id, title)
+		if mc.rewriteErr == nil {
+			mc.rewriteErr = errDefer
+		}
+		return orig
+	}
+	if !found {
+		return orig
+	}
+	verb, text := v, ""
+	if i := strings.IndexAny(v, " \t"); i >= 0 {
+		verb, text = v[:i], strings.TrimSpace(v[i+1:])
+	}
+	switch strings.ToUpper(verb) {
+	case "REJECT":
+		dsn, msg := "5.7.1", "message content rejected"
+		if text != "" {
+			msg = text
+			if d, rest, ok := splitDSN(text); ok && d[0] == '5' {
+				dsn, msg = d, rest
+			}
+		}
+		c.logCheck(mc, "reject", class, key, dsn+" "+msg)
+		mc.reject = &handoff.Result{Status: handoff.PermFail, DSN: dsn, Text: msg}
+	case "DISCARD":
+		c.logCheck(mc, "discard", class, key, text)
+		mc.discard = true
+	case "WARN":
+		c.logCheck(mc, "warning", class, key, text)
+	case "INFO":
+		c.logCheck(mc, "info", class, key, text)
+	case "HOLD":
+		c.logCheck(mc, "hold", class, key, text)
+		mc.hold = true
+	case "IGNORE":
+		return nil
+	case "PREPEND":
+		if text == "" {
+			c.log.Warning("%s: %s map: PREPEND action without text", mc.id, title)
+			return orig
+		}
+		return append([]byte(text+"\n"), orig...)
+	case "REPLACE":
+		if text == "" {
+			c.log.Warning("%s: %s map: REPLACE action without text", mc.id, title)
+			return orig
+		}
+		return []byte(text + "\n")
+	case "REDIRECT", "FILTER":
+		if text == "" {
+			c.log.Warning("%s: %s map: %s action without argument", mc.id, title, strings.ToUpper(verb))
+			return orig
+		}
+		if class == "body" {
+			c.log.Warning("%s: %s map: %s in body_checks is not supported; ignored", mc.id, title, strings.ToUpper(verb))
+			return orig
+		}
+		if strings.EqualFold(verb, "REDIRECT") {
+			c.logCheck(mc, "redirect", class, key, text)
+			mc.redirect = text
+		} else {
+			if !strings.Contains(text, ":") {
+				c.log.Warning("%s: %s map: FILTER action without transport:destination: %s", mc.id, title, text)
+				return orig
+			}
+			c.logCheck(mc, "filter", class, key, text)
+			mc.filter = text
+		}
+	case "DUNNO", "OK":
+	default:
+		c.log.Warning("%s: unknown command in %s map: %s", mc.id, title, verb)
+	}
+	return orig
+}
+
+// splitDSN splits "5.7.1 text" into the enhanced status code and text.
+func splitDSN(s string) (dsn, rest string, ok bool) {
+	i := strings.IndexByte(s, ' ')
+	if i < 0 {
+		i = len(s)
+	}
+	d := s[:i]
+	parts := strings.Split(d, ".")
+	if len(parts) != 3 {
+		return "", s, false
+	}
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			return "", s, false
+		}
+	}
+	if d[0] != '2' && d[0] != '4' && d[0] != '5' {
+		return "", s, false
+	}
+	return d, strings.TrimSpace(s[i:]), true
+}
+
+// logCheck logs a check's action as Postfix's cleanup does: "ID: ACTION:
+// header TEXT from name[addr]; from=<s> to=<r> proto=P helo=<h>: reason",
+// with "from local" for a local submission, TEXT cut at 200 characters and
+// ": reason" only when there is one.
+func (c *Cleanup) logCheck(mc *msgCtx, action, class, key, reason string) {
+	cl := mc.client
+	var b strings.Builder
+	b.WriteString(mc.id)
+	b.WriteString(": ")
+	b.WriteString(action)
+	b.WriteString(": ")
+	b.WriteString(class)
+	b.WriteByte(' ')
+	if len(key) > 200 {
+		key = key[:200]
+	}
+	b.WriteString(key)
+	b.WriteString(" from ")
+	if cl.addr == "" {
+		b.WriteString("local")
+	} else {
+		name := cl.name
+		if name == "" {
+			name = "unknown"
+		}
+		b.WriteString(name + "[" + cl.addr + "]")
+	}
+	b.WriteString("; from=<" + cl.from + ">")
+	if cl.to != "" {
+		b.WriteString(" to=<" + cl.to + ">")
+	}
+	if cl.proto != "" {
+		b.WriteString(" proto=" + cl.proto)
+	}
+	if cl.helo != "" {
+		b.WriteString(" helo=<" + cl.helo + ">")
+	}
+	if reason != "" {
+		b.WriteString(": " + reason)
+	}
+	c.log.Printf("%s", b.String())
+}
+
+// headerKey is the lookup key of a whole header: its lines joined, the
+// line breaks removed.
+func headerKey(whole []byte) string {
+	s := string(whole)
+	s = strings.TrimRight(s, "\n")
+	return strings.ReplaceAll(s, "\n", "")
+}
+
+// checkBodyLine applies body_checks to one body line while fewer than
+// body_checks_size_limit body bytes have been inspected.
+func (c *Cleanup) checkBodyLine(mc *msgCtx, line []byte, seen *int64) []byte {
+	if *seen >= c.checks.bodyLimit {
+		return line
+	}
+	*seen += int64(len(line))
+	key := strings.TrimRight(string(line), "\n")
+	return c.applyCheck(mc, c.checks.body, "body_checks", "body", key, line)
+}
+
+// copyCheckedBody copies the rest of the body line by line through
+// body_checks; once the limit is reached, the rest is copied as it is. A
+// line longer than the reader's buffer is inspected in pieces.
+func (c *Cleanup) copyCheckedBody(mc *msgCtx, br *bufio.Reader, write func([]byte) error, seen *int64) error {
+	for *seen < c.checks.bodyLimit {
+		line, err := br.ReadSlice('\n')
+		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+		if len(line) > 0 {
+			if e := write(c.checkBodyLine(mc, line, seen)); e != nil {
+				return e
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+	}
+	_, err := br.WriteTo(writeFunc(write))
+	return err
+}
