@@ -13,6 +13,12 @@
 // Delivered and Failed recipients are done and never retried. When every
 // recipient of a message has an answer the message leaves active/: to
 // deferred/ with a back-off if any was deferred, else it is removed.
+// Before that it queues the notices owed (bounce.go): non-delivery reports,
+// success notices for NOTIFY=SUCCESS, one delay warning once the message is
+// older than delay_warning_time, and the postmaster copies notify_classes
+// asks for. The error and retry transports (virtual alias misses,
+// transport_maps entries) are answered here without an agent: the next
+// hop is the reason.
 //
 // At start every file already in active/ (left by a crash or a stop) is
 // scheduled again; recipients marked done are skipped, so a crash
