@@ -33,7 +33,7 @@ const Free = "free"
 
 const (
 	freeMax      = 1024                  // files kept in free/ at most
-	freeRecount  = 256                   // recycles between two counts of free/
+	freeRecount  = 256                   // removals between two counts of free/
 	freeBatch    = 256                   // names read from free/ at once
 	freeRescanIn = 50 * time.Millisecond // least time between reads of an empty free/
 )
@@ -45,13 +45,16 @@ func (s *Store) recycle(queue, path string) bool {
 		return false
 	}
 	s.mu.Lock()
-	if s.freeCount < 0 || s.recycled%freeRecount == 0 {
+	// Count free/ now and then (another process takes files from it),
+	// never on every call: when nobody creates messages (a flush) the
+	// pool stays full and each call would read the directory.
+	if s.freeCount < 0 || s.removes%freeRecount == 0 {
 		s.freeCount = s.countFree()
 	}
+	s.removes++
 	full := s.freeCount >= freeMax
 	if !full {
 		s.freeCount++
-		s.recycled++
 	}
 	s.mu.Unlock()
 	if full {

@@ -68,7 +68,7 @@ type Store struct {
 
 	// Recycling (free.go), under mu.
 	freeCount int // approximate number of files in free/; -1 unknown
-	recycled  int
+	removes   int // Remove calls, to pace the counts of free/
 	freeNames []string
 	freeScan  time.Time
 }
