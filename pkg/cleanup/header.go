@@ -6,6 +6,7 @@ package cleanup
 // needs; the others stream through untouched.
 
 import (
+	"bytes"
 	"strings"
 
 	"postern/pkg/handoff"
@@ -80,16 +81,16 @@ func (c *Cleanup) processHeader(mc *msgCtx, name string, whole []byte) []byte {
 
 // rewriteHeaderAddrs rewrites each address of an address header.
 func (c *Cleanup) rewriteHeaderAddrs(mc *msgCtx, class int, whole []byte) []byte {
-	colon := strings.IndexByte(string(whole), ':')
+	colon := bytes.IndexByte(whole, ':')
 	if colon < 0 {
 		return whole
 	}
-	value := string(whole[colon+1:])
-	if !c.hdrRewrite && strings.Count(value, "@") > strings.Count(value, ",") {
+	if !c.hdrRewrite && bytes.Count(whole[colon+1:], []byte("@")) > bytes.Count(whole[colon+1:], []byte(",")) {
 		// Local context only, and every element has a domain: nothing to
 		// qualify. This keeps plain local submissions cheap.
 		return whole
 	}
+	value := string(whole[colon+1:])
 	changed := false
 	out := rewriteAddrList(value, func(a string) string {
 		n := a

@@ -53,7 +53,7 @@ func (c *Cleanup) expandVirtual(id, addr string) ([]string, error) {
 				break
 			}
 			if depth >= va.recursionLimit {
-				c.log.Warning("%s: unreasonable virtual_alias_maps map nesting for %q -- message not accepted", id, addr)
+				c.log.Warning("%s: unreasonable virtual_alias_maps map nesting for %s -- message not accepted", id, addr)
 				return nil, errDefer
 			}
 			vals, found, err := c.lookupAddr(va.maps, cur, va.delim, va.propagate, va.local)
@@ -81,7 +81,7 @@ func (c *Cleanup) expandVirtual(id, addr string) ([]string, error) {
 				}
 			}
 			if len(out) > va.expansionLimit {
-				c.log.Warning("%s: unreasonable virtual_alias_maps map expansion size for %q -- message not accepted", id, addr)
+				c.log.Warning("%s: unreasonable virtual_alias_maps map expansion size for %s -- message not accepted", id, addr)
 				return nil, errDefer
 			}
 		}
