@@ -339,3 +339,59 @@ func TestTransportMapsError(t *testing.T) {
 		t.Errorf("log:\n%s", in.Log())
 	}
 }
+
+// A recipient that fails while another is deferred is bounced after that
+// attempt, with its reason, and marked Bounced; the final attempt does not
+// bounce it again.
+func TestBounceWhileDeferred(t *testing.T) {
+	in := noticeInstance(t, "virtual_mailbox_limit = 100\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h")
+	os.MkdirAll(filepath.Join(in.Mail, "itest.test"), 0755)
+	blocker := filepath.Join(in.Mail, "itest.test", "other")
+	if err := os.WriteFile(blocker, []byte("in the way"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: half\r\nMessage-ID: <half@example.org>\r\n\r\n" + strings.Repeat("z", 300) + "\r\n"
+	id := sendNotify(t, in.Addr, "user@itest.test", map[string][]smtp.DSNNotify{"mbox@itest.test": nil, "other@itest.test": nil}, body)
+	files := in.WaitMaildir("itest.test/user", 1, 15*time.Second)
+	rep := readReport(t, files[0])
+	rep.want(t, "Undelivered Mail Returned to Sender", "Final-Recipient: rfc822; mbox@itest.test", "Status: 5.2.2")
+	if strings.Contains(rep.status, "other@itest.test") {
+		t.Errorf("deferred recipient reported as failed:\n%s", rep.status)
+	}
+	qfile := filepath.Join(in.Dir, "queue", "deferred", id)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(qfile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not in deferred/\n%s", id, in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	m, err := queue.OpenFile(qfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Envelope.Recipients {
+		want := map[string]queue.RcptStatus{"mbox@itest.test": queue.Bounced, "other@itest.test": queue.Pending}[r.Addr]
+		if r.Status != want {
+			t.Errorf("%s: status %v, want %v", r.Addr, r.Status, want)
+		}
+	}
+	m.Close()
+	os.Remove(blocker)
+	if err := ipc.Trigger(filepath.Join(in.Dir, "queue", "public", "qmgr"), 'F', 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	in.WaitMaildir("itest.test/other", 1, 10*time.Second)
+	if !in.WaitLog(id+": removed", 5*time.Second) {
+		t.Fatalf("not removed:\n%s", in.Log())
+	}
+	if n := strings.Count(in.Log(), id+": sender non-delivery notification"); n != 1 {
+		t.Errorf("%d non-delivery notifications, want 1:\n%s", n, in.Log())
+	}
+	if n := countMaildir(in, "itest.test/user"); n != 1 {
+		t.Errorf("sender has %d messages, want 1", n)
+	}
+}

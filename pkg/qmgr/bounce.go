@@ -4,11 +4,13 @@ package qmgr
 // and trace(8) services, done here with pkg/dsn and queued through cleanup
 // like any other message.
 //
-//   - Non-delivery: when a message leaves the queue with recipients that
-//     failed permanently, the sender gets a report of those that asked for
-//     it (DSN NOTIFY=FAILURE, or no NOTIFY), before the original is
-//     removed; if it cannot be queued the original stays (deferred) and
-//     the report is tried again with the next attempt. With notify_classes
+//   - Non-delivery: after an attempt that left recipients failed
+//     permanently, the sender gets a report of those that asked for it
+//     (DSN NOTIFY=FAILURE, or no NOTIFY), before the original is removed;
+//     if it cannot be queued the original stays (deferred) and the report
+//     is tried again with the next attempt. When other recipients are
+//     still deferred, the reported ones are marked Bounced in the queue
+//     file so that no later attempt reports them again. With notify_classes
 //     "bounce" the postmaster (bounce_notice_recipient) also gets a copy
 //     of every failed recipient with the original's headers. A report
 //     about a message from the null sender (a bounce that bounced) goes,
@@ -199,10 +201,26 @@ func byIndex(fs []failure) map[int]failure {
 	return m
 }
 
-// bounce queues the notices owed for msg's failed recipients. It returns
-// an error only when a notice could not be queued and must be tried again;
-// a postmaster copy is not worth keeping the message for.
-func (q *Qmgr) bounce(msg *message) error {
+// bounce queues the notices owed for msg's failed recipients, and with mark
+// records them as Bounced. It returns an error only when a notice could not
+// be queued and must be tried again; a postmaster copy is not worth keeping
+// the message for.
+func (q *Qmgr) bounce(msg *message, mark bool) error {
+	if err := q.bounceNotices(msg); err != nil || !mark {
+		return err
+	}
+	for i, r := range msg.m.Envelope.Recipients {
+		if r.Status == queue.Failed {
+			if err := msg.m.SetStatus(i, queue.Bounced); err != nil {
+				// Reported again with the next attempt: a duplicate.
+				return err
+			}
+		}
+	}
+	return msg.m.Sync()
+}
+
+func (q *Qmgr) bounceNotices(msg *message) error {
 	env := &msg.m.Envelope
 	var idx []int
 	for i, r := range env.Recipients {

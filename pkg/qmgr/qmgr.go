@@ -617,6 +617,12 @@ func (q *Qmgr) finish(msg *message) {
 		q.notifySuccess(msg)
 	}
 	if deferred {
+		// Failed recipients are reported now, with this attempt's
+		// reasons, not when the last deferred one is done (as Postfix's
+		// bounce log is flushed after every attempt).
+		if err := q.bounceWithFile(msg, true); err != nil {
+			q.log.Warning("%s: %v", id, err)
+		}
 		q.delayWarn(msg)
 		m.Close()
 		age := time.Since(m.Envelope.Arrival)
@@ -627,7 +633,7 @@ func (q *Qmgr) finish(msg *message) {
 		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
 			q.log.Warning("%s: move to deferred: %v", id, err)
 		}
-	} else if err := q.bounceWithFile(msg); err != nil {
+	} else if err := q.bounceWithFile(msg, false); err != nil {
 		// Keep the message until its sender can be told.
 		q.log.Warning("%s: %v", id, err)
 		m.Close()
@@ -659,8 +665,9 @@ func (q *Qmgr) freed() {
 }
 
 // bounceWithFile reopens the file for the bounce, which returns the
-// original content.
-func (q *Qmgr) bounceWithFile(msg *message) error {
+// original content. mark records the reported recipients as Bounced, for
+// a message that stays in the queue.
+func (q *Qmgr) bounceWithFile(msg *message, mark bool) error {
 	failed := false
 	for _, r := range msg.m.Envelope.Recipients {
 		failed = failed || r.Status == queue.Failed
@@ -668,7 +675,7 @@ func (q *Qmgr) bounceWithFile(msg *message) error {
 	if !failed {
 		return nil
 	}
-	return q.withFile(msg, func() error { return q.bounce(msg) })
+	return q.withFile(msg, func() error { return q.bounce(msg, mark) })
 }
 
 // pool keeps idle connections to one transport's agent.

@@ -71,6 +71,7 @@
 //	'D'  0x44  Delivered  done
 //	'F'  0x46  Failed     done, failed permanently; a bounce is owed
 //	'W'  0x57  Warned     not yet delivered; its delay warning was sent
+//	'B'  0x42  Bounced    done, failed permanently; its bounce was queued
 //
 // qmgr turns Pending into Warned once it has queued the delay warning
 // (delay_warning_time) that reports the recipient, so that the warning is
@@ -78,9 +79,12 @@
 // survives restarts as the rest of the file does. Postfix keeps the same
 // fact in a fixed-width warning-time record that its qmgr overwrites;
 // rewriting the status byte keeps this format's rule that nothing else
-// changes in place. 'W' was added within version 1: files that never had
-// a delay warning are unchanged, and a reader older than 'W' takes a
-// warned file for corrupt.
+// changes in place. Likewise qmgr turns Failed into Bounced once the
+// bounce reporting the recipient is queued while other recipients are
+// still deferred (Postfix flushes its bounce log after every attempt), so
+// the final bounce does not report it again. 'W' and 'B' were added within
+// version 1: files that never had them are unchanged, and a reader older
+// than them takes such a file for corrupt.
 //
 // That byte is the only byte of a queue file that ever changes after
 // Commit (Message.SetStatus, one pwrite of one byte). Everything else is

@@ -49,15 +49,16 @@ const (
 	Delivered RcptStatus = 'D' // 0x44: done, delivered (or discarded on purpose)
 	Failed    RcptStatus = 'F' // 0x46: done, failed permanently; a bounce is owed
 	Warned    RcptStatus = 'W' // 0x57: not yet delivered; a delay warning covering it was sent
+	Bounced   RcptStatus = 'B' // 0x42: done, failed permanently; its bounce was queued
 )
 
 // Valid reports whether st is one of the defined status values.
 func (st RcptStatus) Valid() bool {
-	return st == Pending || st == Delivered || st == Failed || st == Warned
+	return st == Pending || st == Delivered || st == Failed || st == Warned || st == Bounced
 }
 
 // Done reports whether the recipient needs no further delivery attempt.
-func (st RcptStatus) Done() bool { return st == Delivered || st == Failed }
+func (st RcptStatus) Done() bool { return st == Delivered || st == Failed || st == Bounced }
 
 func (st RcptStatus) String() string {
 	switch st {
@@ -69,6 +70,8 @@ func (st RcptStatus) String() string {
 		return "failed"
 	case Warned:
 		return "warned"
+	case Bounced:
+		return "bounced"
 	}
 	return fmt.Sprintf("RcptStatus(%#02x)", byte(st))
 }
