@@ -180,7 +180,8 @@ func (s *shower) recipient(data []byte) {
 		s.envelope("original_recipient: %s", orig)
 	}
 	switch {
-	case st == queue.Pending:
+	case st == queue.Pending, st == queue.Warned:
+		// Warned is still pending; only a delay warning was sent.
 		s.envelope("recipient: %s", addr)
 	case st.Done():
 		s.envelope("done_recipient: %s", addr)
