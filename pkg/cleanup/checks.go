@@ -3,7 +3,8 @@ package cleanup
 // header_checks and body_checks (header_checks(5)): each logical header
 // (continuation lines joined, line breaks removed) is looked up in
 // header_checks, each body line in body_checks, and the result is an
-// action:
+// action (the headers of MIME parts and attached messages go to
+// mime_header_checks and nested_header_checks, see mime.go):
 //
 //	REJECT [text]      refuse the message: 5.7.1 and the text, or
 //	                   "message content rejected"
@@ -24,9 +25,6 @@ package cleanup
 // ignored.
 
 import (
-	"bufio"
-	"errors"
-	"io"
 	"strings"
 
 	"postern/pkg/handoff"
@@ -35,8 +33,8 @@ import (
 
 // checks holds the check tables; nil tables are not configured.
 type checks struct {
-	header, body *table.Maps
-	bodyLimit    int64
+	header, body, mime, nested *table.Maps
+	bodyLimit                  int64
 }
 
 // checkClient is what the log lines of the checks name.
@@ -200,37 +198,4 @@ func headerKey(whole []byte) string {
 	s := string(whole)
 	s = strings.TrimRight(s, "\n")
 	return strings.ReplaceAll(s, "\n", "")
-}
-
-// checkBodyLine applies body_checks to one body line while fewer than
-// body_checks_size_limit body bytes have been inspected.
-func (c *Cleanup) checkBodyLine(mc *msgCtx, line []byte, seen *int64) []byte {
-	if *seen >= c.checks.bodyLimit {
-		return line
-	}
-	*seen += int64(len(line))
-	key := strings.TrimRight(string(line), "\n")
-	return c.applyCheck(mc, c.checks.body, "body_checks", "body", key, line)
-}
-
-// copyCheckedBody copies the rest of the body line by line through
-// body_checks; once the limit is reached, the rest is copied as it is. A
-// line longer than the reader's buffer is inspected in pieces.
-func (c *Cleanup) copyCheckedBody(mc *msgCtx, br *bufio.Reader, write func([]byte) error, seen *int64) error {
-	for *seen < c.checks.bodyLimit {
-		line, err := br.ReadSlice('\n')
-		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-			return err
-		}
-		if len(line) > 0 {
-			if e := write(c.checkBodyLine(mc, line, seen)); e != nil {
-				return e
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-	}
-	_, err := br.WriteTo(writeFunc(write))
-	return err
 }

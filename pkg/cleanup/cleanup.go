@@ -329,7 +329,6 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx, wr
 		pend      []byte
 		pendName  string
 		buffering bool
-		bodySeen  int64 // body bytes body_checks has inspected
 	)
 	sender, addMissing, id := mc.sender, mc.addMissing, mc.id
 	limit := c.sizeLimit
@@ -486,8 +485,24 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx, wr
 		if e := endHeader(); e != nil {
 			return msgID, e
 		}
-		if c.checks.body != nil && !(len(line) == 1 && line[0] == '\n') {
-			line = c.checkBodyLine(mc, line, &bodySeen)
+		if c.scanActive() {
+			scan := newBodyScan(c, mc, write)
+			if len(line) == 1 && line[0] == '\n' {
+				if e := write(line); e != nil {
+					return msgID, e
+				}
+			} else if e := scan.line(line); e != nil {
+				return msgID, e
+			}
+			if err != io.EOF {
+				if e := scanBody(br, scan); e != nil {
+					return msgID, e
+				}
+			}
+			if e := scan.end(); e != nil {
+				return msgID, e
+			}
+			return msgID, c.finish(write, last)
 		}
 		if e := write(line); e != nil {
 			return msgID, e
@@ -496,12 +511,6 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx, wr
 			return msgID, c.finish(write, last)
 		}
 		break
-	}
-	if c.checks.body != nil {
-		if err := c.copyCheckedBody(mc, br, write, &bodySeen); err != nil {
-			return msgID, err
-		}
-		return msgID, c.finish(write, last)
 	}
 	// The body is copied as it is, straight from the reader's buffer.
 	if _, err := br.WriteTo(writeFunc(write)); err != nil {

@@ -31,6 +31,9 @@ type msgCtx struct {
 	hold     bool
 	redirect string
 	filter   string
+	// contentType is the message's Content-Type header, kept for the
+	// MIME scan of the body (mime.go).
+	contentType string
 }
 
 // addrHeaderClass returns the address class of a header (lower-case
@@ -48,7 +51,8 @@ func addrHeaderClass(name string) int {
 
 // wantWhole says whether copyContent must buffer the header name.
 func (c *Cleanup) wantWhole(name string, mc *msgCtx) bool {
-	return c.checks.header != nil || c.dropHeaders[name] || ((c.hdrRewrite || mc.local) && addrHeaderClass(name) != 0)
+	return c.checks.header != nil || c.dropHeaders[name] || ((c.hdrRewrite || mc.local) && addrHeaderClass(name) != 0) ||
+		(name == "content-type" && c.scanActive())
 }
 
 // processHeader returns what to write for one whole header (with its
@@ -56,6 +60,9 @@ func (c *Cleanup) wantWhole(name string, mc *msgCtx) bool {
 // message_drop_headers, then address rewriting of the header as it came.
 func (c *Cleanup) processHeader(mc *msgCtx, name string, whole []byte) []byte {
 	var prefix []byte
+	if name == "content-type" && mc.contentType == "" {
+		mc.contentType = string(whole)
+	}
 	if c.checks.header != nil {
 		out := c.applyCheck(mc, c.checks.header, "header_checks", "header", headerKey(whole), whole)
 		switch {

@@ -65,7 +65,10 @@ func (c *Cleanup) openChecks(cfg *config.Config, open resolve.Opener) error {
 	for _, p := range []struct {
 		param string
 		maps  **table.Maps
-	}{{"header_checks", &c.checks.header}, {"body_checks", &c.checks.body}} {
+	}{
+		{"header_checks", &c.checks.header}, {"body_checks", &c.checks.body},
+		{"mime_header_checks", &c.checks.mime}, {"nested_header_checks", &c.checks.nested},
+	} {
 		specs, err := table.SplitSpecs(cfg.Get(p.param))
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.param, err)
