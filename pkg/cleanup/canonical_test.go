@@ -78,6 +78,9 @@ func TestCanonicalAndMasquerade(t *testing.T) {
 		{"local context qualifies headers", "", "u@example.com", "v@example.net", "To: bob, carol@x.example\nCc: dave\n", true,
 			"u@example.com", "v@example.net", "To: bob@example.com, carol@x.example\nCc: dave@example.com\n"},
 		{"remote context leaves headers", "", "u@example.com", "v@example.net", "To: bob\n", false, "u@example.com", "v@example.net", "To: bob\n"},
+		{"remote_header_rewrite_domain", "remote_header_rewrite_domain = domain.invalid\n", "u@example.com", "v@example.net",
+			"To: bob, carol@x.example\nCc: \"D\" <dave>\n", false, "u@example.com", "v@example.net",
+			"To: bob@domain.invalid, carol@x.example\nCc: \"D\" <dave@domain.invalid>\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,6 +72,8 @@ type Cleanup struct {
 	dotDomain string
 	// appendAt is append_at_myorigin.
 	appendAt bool
+	// remoteDomain is remote_header_rewrite_domain.
+	remoteDomain string
 	// checks are header_checks and body_checks.
 	checks checks
 	// dropHeaders is message_drop_headers (lower-case names).
@@ -221,6 +223,9 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		local:      req.RewriteContext == handoff.ContextLocal,
 		client: checkClient{name: req.ClientName, addr: req.ClientAddr, helo: req.HeloName,
 			proto: req.Protocol, from: env.Sender, to: env.Recipients[0].Addr},
+	}
+	if !mc.local {
+		mc.remoteDomain = c.remoteDomain
 	}
 	// The envelope is written when the content starts or, with
 	// header_checks, once the header has been checked: REDIRECT and FILTER

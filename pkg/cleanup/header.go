@@ -20,6 +20,9 @@ type msgCtx struct {
 	// local is the local rewrite context: header addresses are qualified
 	// as envelope addresses are (append_at_myorigin, append_dot_mydomain).
 	local bool
+	// remoteDomain is remote_header_rewrite_domain for a remote client:
+	// bare names in its headers get @remoteDomain.
+	remoteDomain string
 	// rewriteErr is the first address rewriting failure (a lookup error):
 	// the message is deferred.
 	rewriteErr error
@@ -36,6 +39,9 @@ type msgCtx struct {
 	contentType string
 }
 
+// qualifyHdr says header addresses are qualified in this context.
+func (mc *msgCtx) qualifyHdr() bool { return mc.local || mc.remoteDomain != "" }
+
 // addrHeaderClass returns the address class of a header (lower-case
 // name), 0 if it carries no addresses cleanup rewrites.
 func addrHeaderClass(name string) int {
@@ -51,7 +57,7 @@ func addrHeaderClass(name string) int {
 
 // wantWhole says whether copyContent must buffer the header name.
 func (c *Cleanup) wantWhole(name string, mc *msgCtx) bool {
-	return c.checks.header != nil || c.dropHeaders[name] || ((c.hdrRewrite || mc.local) && addrHeaderClass(name) != 0) ||
+	return c.checks.header != nil || c.dropHeaders[name] || ((c.hdrRewrite || mc.qualifyHdr()) && addrHeaderClass(name) != 0) ||
 		(name == "content-type" && c.scanActive())
 }
 
@@ -77,7 +83,7 @@ func (c *Cleanup) processHeader(mc *msgCtx, name string, whole []byte) []byte {
 	if c.dropHeaders[name] {
 		return prefix
 	}
-	if class := addrHeaderClass(name); class != 0 && (c.hdrRewrite || mc.local) {
+	if class := addrHeaderClass(name); class != 0 && (c.hdrRewrite || mc.qualifyHdr()) {
 		whole = c.rewriteHeaderAddrs(mc, class, whole)
 	}
 	if prefix != nil {
@@ -103,6 +109,8 @@ func (c *Cleanup) rewriteHeaderAddrs(mc *msgCtx, class int, whole []byte) []byte
 		n := a
 		if mc.local {
 			n = c.qualify(n)
+		} else if mc.remoteDomain != "" && !strings.ContainsRune(n, '@') {
+			n += "@" + mc.remoteDomain
 		}
 		if c.hdrRewrite {
 			r, err := c.rewrite(mc.id, n, class)
@@ -137,7 +145,7 @@ func rewriteAddrList(v string, f func(string) string) string {
 	inQuote := false
 	comment := 0
 	endElem := func() {
-		if !hasAngle && start >= 0 {
+		if !hasAngle && start >= 0 && end > start {
 			spans = append(spans, span{start, end})
 		}
 		start, end, hasAngle = -1, -1, false
@@ -166,6 +174,7 @@ func rewriteAddrList(v string, f func(string) string) string {
 			if start < 0 {
 				start = i
 			}
+			end = i + 1
 		case ch == '(':
 			comment = 1
 		case ch == '<':

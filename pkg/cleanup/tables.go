@@ -98,6 +98,7 @@ func (c *Cleanup) openRewrite(cfg *config.Config, open resolve.Opener, delim str
 		c.dotDomain = cfg.Get("mydomain")
 	}
 	c.appendAt = cfg.Bool("append_at_myorigin")
+	c.remoteDomain = cfg.Get("remote_header_rewrite_domain")
 	r := &addrRewrite{
 		delim:         delim,
 		propagate:     propagate,

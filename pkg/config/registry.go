@@ -120,7 +120,7 @@ var supported = []string{
 	"sender_canonical_classes", "recipient_canonical_classes", "masquerade_domains",
 	"masquerade_exceptions", "masquerade_classes", "append_dot_mydomain", "append_at_myorigin",
 	"header_checks", "body_checks_size_limit", "message_drop_headers",
-	"mime_header_checks", "nested_header_checks",
+	"mime_header_checks", "nested_header_checks", "remote_header_rewrite_domain",
 }
 
 // posternOnly lists the parameters Postfix does not have.
