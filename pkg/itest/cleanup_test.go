@@ -92,3 +92,19 @@ func TestHeaderBodyChecks(t *testing.T) {
 		t.Errorf("delivered:\n%s", got)
 	}
 }
+
+// TestVirtualAliasLoop: an alias loop is refused temporarily at the end
+// of DATA (451 4.7.1) with Postfix's warning in the log.
+func TestVirtualAliasLoop(t *testing.T) {
+	in := NewInstance(t, Options{NoStart: true})
+	in.write("valias", "user@itest.test other@itest.test\nother@itest.test user@itest.test\n")
+	in.AppendMainCf("virtual_alias_maps = texthash:" + filepath.Join(in.Conf, "valias") + "\nvirtual_alias_recursion_limit = 10\n")
+	in.Start()
+	_, err := send(t, in.Addr, "sender@example.org", []string{"user@itest.test"}, "Subject: loop\r\n\r\nbody\r\n")
+	if err == nil || !strings.Contains(err.Error(), "451") {
+		t.Errorf("loop: got %v", err)
+	}
+	if !in.WaitLog("unreasonable virtual_alias_maps map nesting for user@itest.test -- message not accepted", 5*time.Second) {
+		t.Errorf("no warning:\n%s", in.Log())
+	}
+}
