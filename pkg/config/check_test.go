@@ -20,7 +20,7 @@ relay_transport_rate_delay = 1q
 helper = a
 mydestination = $helper, $myhostname
 loopy = $loopy
-body_checks = regexp:/etc/postern/body_checks
+smtp_body_checks = regexp:/etc/postern/body_checks
 luser_relay = $user@elsewhere.example
 `)
 	c.Set("smtpd_recipient_limit", "many")
@@ -39,7 +39,7 @@ luser_relay = $user@elsewhere.example
 		"/etc/postern/main.cf:8: warning: parameter smtp_header_checks is not supported by Postern and is ignored",
 		"/etc/postern/main.cf:9: error: bad time value for parameter relay_transport_rate_delay: \"1q\"",
 		"/etc/postern/main.cf:12: error: parameter loopy: loop in $name expansion: loopy -> loopy",
-		"/etc/postern/main.cf:13: warning: parameter body_checks is not supported by Postern and is ignored",
+		"/etc/postern/main.cf:13: warning: parameter smtp_body_checks is not supported by Postern and is ignored",
 		"/etc/postern/main.cf:14: warning: parameter luser_relay is not supported by Postern and is ignored",
 		"override: error: bad numerical value for parameter smtpd_recipient_limit: \"many\"",
 	}
@@ -86,8 +86,8 @@ func TestRegistry(t *testing.T) {
 	if p, ok := Lookup("dns_resolver_address"); !ok || !p.PosternOnly || !p.Supported {
 		t.Errorf("dns_resolver_address = %+v", p)
 	}
-	if p, _ := Lookup("body_checks"); p.Supported {
-		t.Error("body_checks marked supported")
+	if p, _ := Lookup("smtp_body_checks"); p.Supported {
+		t.Error("smtp_body_checks marked supported")
 	}
 	// Every default must be valid for its kind (after expansion).
 	c := DefaultFor("/etc/postern")

@@ -500,9 +500,14 @@ func smtpStatus(r handoff.Result) *smtp.SMTPError {
 	case handoff.TempFail:
 		code = 451
 	case handoff.PermFail:
+		// As Postfix's smtpd: 552 for size, 550 for content policy
+		// (header/body checks), 554 for other refusals.
 		code = 554
-		if r.DSN == "5.3.4" {
+		switch {
+		case r.DSN == "5.3.4":
 			code = 552
+		case strings.HasPrefix(r.DSN, "5.7."):
+			code = 550
 		}
 	}
 	var enh smtp.EnhancedCode
