@@ -99,14 +99,18 @@ func TestStatusReloadStop(t *testing.T) {
 
 func TestKilledWorkerRestarted(t *testing.T) {
 	in := NewInstance(t, Options{})
+	// postern start returns once the listener accepts; the master may
+	// still be starting the worker.
 	var smtpd int
-	for pid, name := range in.Children() {
-		if name == "smtpd" {
-			smtpd = pid
+	for deadline := time.Now().Add(10 * time.Second); smtpd == 0; time.Sleep(20 * time.Millisecond) {
+		for pid, name := range in.Children() {
+			if name == "smtpd" {
+				smtpd = pid
+			}
 		}
-	}
-	if smtpd == 0 {
-		t.Fatalf("no smtpd among %v", in.Children())
+		if smtpd == 0 && time.Now().After(deadline) {
+			t.Fatalf("no smtpd among %v", in.Children())
+		}
 	}
 	syscall.Kill(smtpd, syscall.SIGKILL)
 	if !in.WaitLog("killed by signal 9", 10*time.Second) {
