@@ -89,7 +89,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "conf":
 		return postconf.Main(withDir(rest), stdout, stderr)
 	case "map":
-		return postmap.Main(withDir(rest), stdout, stderr)
+		// postmap takes its program name first, as in its argv.
+		return postmap.Main(append([]string{"postern map"}, withDir(rest)...), stdout, stderr)
 	case "flush":
 		return queuectl.Flush(dir, rest, stdout, stderr)
 	case "queue":
