@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,7 @@ type Cleanup struct {
 	sizeLimit   int64
 	headerLimit int
 	alwaysAdd   bool
+	fromFormat  string // header_from_format
 	qmgrPath    string
 	ipcTimeout  time.Duration
 	maxRcpt     int
@@ -120,6 +122,7 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 		sizeLimit:   cfg.Size("message_size_limit"),
 		headerLimit: max(cfg.Int("header_size_limit"), 2),
 		alwaysAdd:   cfg.Bool("always_add_missing_headers"),
+		fromFormat:  cfg.Get("header_from_format"),
 		qmgrPath:    filepath.Join(qdir, queue.Public, cfg.Get("queue_service_name")),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
 		maxRcpt:     1000000,
@@ -219,6 +222,7 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 	mc := &msgCtx{
 		id:         id,
 		sender:     env.Sender,
+		fullName:   req.FullName,
 		addMissing: c.alwaysAdd || req.RewriteContext == handoff.ContextLocal,
 		local:      req.RewriteContext == handoff.ContextLocal,
 		client: checkClient{name: req.ClientName, addr: req.ClientAddr, helo: req.HeloName,
@@ -401,11 +405,7 @@ func (c *Cleanup) copyContent(w *queue.Writer, content io.Reader, mc *msgCtx, wr
 		var b bytes.Buffer
 		now := time.Now()
 		if !haveFrom {
-			from := sender
-			if from == "" {
-				from = "MAILER-DAEMON"
-			}
-			fmt.Fprintf(&b, "From: %s\n", from)
+			fmt.Fprintf(&b, "From: %s\n", fromHeader(sender, mc.fullName, c.fromFormat))
 		}
 		if !haveDate {
 			fmt.Fprintf(&b, "Date: %s\n", now.Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)"))
@@ -570,4 +570,45 @@ func headerName(line []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// fromHeader is the value of an added From: header, as Postfix writes it
+// per header_from_format: "standard" gives `Full Name <addr>`, "obsolete"
+// `addr (Full Name)`; without a name just the address. The name is quoted
+// when it has RFC 5322 specials and encoded (RFC 2047) when it is not
+// ASCII. The null sender is MAILER-DAEMON.
+func fromHeader(sender, name, format string) string {
+	if sender == "" {
+		sender = "MAILER-DAEMON"
+	}
+	name = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	if strings.TrimSpace(name) == "" {
+		return sender
+	}
+	ascii := true
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			ascii = false
+		}
+	}
+	if format == "obsolete" {
+		if !ascii {
+			name = mime.QEncoding.Encode("utf-8", name)
+		} else {
+			name = strings.NewReplacer("(", "\\(", ")", "\\)", "\\", "\\\\").Replace(name)
+		}
+		return sender + " (" + name + ")"
+	}
+	switch {
+	case !ascii:
+		name = mime.QEncoding.Encode("utf-8", name)
+	case strings.ContainsAny(name, "()<>[]:;@\\,.\""):
+		name = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(name) + `"`
+	}
+	return name + " <" + sender + ">"
 }

@@ -144,3 +144,20 @@ func FuzzCopyContent(f *testing.F) {
 		}
 	})
 }
+
+func TestFromHeader(t *testing.T) {
+	for _, c := range []struct{ sender, name, format, want string }{
+		{"a@example.com", "", "standard", "a@example.com"},
+		{"a@example.com", "Ann Smith", "standard", "Ann Smith <a@example.com>"},
+		{"a@example.com", "Smith, Ann", "standard", `"Smith, Ann" <a@example.com>`},
+		{"a@example.com", `A "B" \C`, "standard", `"A \"B\" \\C" <a@example.com>`},
+		{"a@example.com", "Zoë", "standard", "=?utf-8?q?Zo=C3=AB?= <a@example.com>"},
+		{"a@example.com", "Ann (x)", "obsolete", `a@example.com (Ann \(x\))`},
+		{"", "Daemon", "standard", "Daemon <MAILER-DAEMON>"},
+		{"a@example.com", "evil\r\nBcc: x", "standard", `"evilBcc: x" <a@example.com>`},
+	} {
+		if got := fromHeader(c.sender, c.name, c.format); got != c.want {
+			t.Errorf("fromHeader(%q, %q, %s) = %q, want %q", c.sender, c.name, c.format, got, c.want)
+		}
+	}
+}

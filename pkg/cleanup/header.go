@@ -16,6 +16,7 @@ import (
 type msgCtx struct {
 	id         string
 	sender     string
+	fullName   string // for an added From: (sendmail -F)
 	addMissing bool
 	// local is the local rewrite context: header addresses are qualified
 	// as envelope addresses are (append_at_myorigin, append_dot_mydomain).

@@ -7,7 +7,8 @@
 //	cleanup → client   hello {protocol, version, service}
 //	client  → cleanup  open  {req=open, sender, client_name, client_addr,
 //	                          helo, protocol, auth_user, body_type, smtputf8,
-//	                          dsn_ret, dsn_envid, rewrite_context}
+//	                          dsn_ret, dsn_envid, rewrite_context,
+//	                          full_name (optional)}
 //	client  → cleanup  rcpt  {req=rcpt, addr, notify, orcpt}   (1..n)
 //	client  → cleanup  start {req=start}
 //	cleanup → client   {queue_id}                  (or a final reply: refused)
@@ -47,6 +48,7 @@ const (
 	attrRet     = "dsn_ret"
 	attrEnvID   = "dsn_envid"
 	attrContext = "rewrite_context"
+	attrName    = "full_name"
 	attrAddr    = "addr"
 	attrNotify  = "notify"
 	attrORcpt   = "orcpt"
@@ -83,6 +85,7 @@ type Request struct {
 	DSNRet         string
 	DSNEnvID       string
 	RewriteContext string
+	FullName       string // the sender's name for an added From: (sendmail -F)
 	Recipients     []Recipient
 }
 
@@ -153,6 +156,9 @@ func Open(path string, req *Request, timeout time.Duration) (*Stream, error) {
 	a.Add(attrRet, req.DSNRet)
 	a.Add(attrEnvID, req.DSNEnvID)
 	a.Add(attrContext, req.RewriteContext)
+	if req.FullName != "" {
+		a.Add(attrName, req.FullName)
+	}
 	if err := c.Send(a); err != nil {
 		c.Close()
 		return nil, err
@@ -274,6 +280,7 @@ func ReadRequest(c *ipc.Conn, maxRcpt int) (*Request, error) {
 		DSNRet:         a.Str(attrRet),
 		DSNEnvID:       a.Str(attrEnvID),
 		RewriteContext: a.Str(attrContext),
+		FullName:       a.Str(attrName),
 	}
 	for {
 		a, err := c.Read()

@@ -284,6 +284,7 @@ func (p *Pickup) pickup(id queue.ID) (bool, error) {
 		DSNRet:         env.DSNRet,
 		DSNEnvID:       env.DSNEnvID,
 		RewriteContext: handoff.ContextLocal,
+		FullName:       env.Attrs[drop.AttrFullName],
 	}
 	if env.Attrs[drop.AttrRewrite] == "remote" {
 		req.RewriteContext = handoff.ContextRemote
