@@ -98,7 +98,7 @@ var supported = []string{
 	"lmtp_sasl_tls_security_options", "lmtp_sasl_mechanism_filter",
 	"local_transport", "relay_transport", "default_transport",
 	"always_add_missing_headers", "smtpd_reject_unlisted_recipient", "smtpd_peername_lookup",
-	"qmgr_message_active_limit", "body_checks",
+	"qmgr_message_active_limit", "body_checks", "header_from_format",
 	"default_destination_concurrency_limit", "default_destination_recipient_limit",
 	"lmtp_destination_concurrency_limit", "lmtp_destination_recipient_limit",
 	"local_destination_concurrency_limit", "local_destination_recipient_limit",
