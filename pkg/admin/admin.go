@@ -109,10 +109,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 64
 }
 
-// Start checks the instance and starts it, as `postfix start` runs
-// `postfix check` first.
+// Start checks the configuration and starts the instance, as `postfix
+// start` runs `postfix check` first; control.Start prepares the queue.
 func Start(dir string, stdout, stderr io.Writer) int {
-	if rc := Check(dir, io.Discard, stderr); rc != 0 {
+	if _, rc := validate(dir, stderr); rc != 0 {
 		return rc
 	}
 	return control.Start(dir, stdout, stderr)
@@ -121,25 +121,9 @@ func Start(dir string, stdout, stderr io.Writer) int {
 // Check validates main.cf and master.cf and creates or repairs the queue
 // tree with the right owners and modes, as `postfix check`.
 func Check(dir string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(dir)
-	if err != nil {
-		fmt.Fprintf(stderr, "postern: fatal: %v\n", err)
-		return 1
-	}
-	services, mproblems, err := mastercf.Load(dir, cfg.Int("default_process_limit"))
-	if err != nil {
-		fmt.Fprintf(stderr, "postern: fatal: %v\n", err)
-		return 1
-	}
-	status := 0
-	for _, p := range append(mproblems, cfg.Check(mastercf.ParamNames(services))...) {
-		fmt.Fprintf(stderr, "postern: %s\n", p)
-		if p.Severity == "error" {
-			status = 1
-		}
-	}
-	if status != 0 {
-		return status
+	cfg, rc := validate(dir, stderr)
+	if rc != 0 {
+		return rc
 	}
 	owner, err := master.LookupOwner(cfg)
 	if err != nil {
@@ -155,4 +139,27 @@ func Check(dir string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// validate loads main.cf and master.cf and reports their problems as
+// "file:line: ..."; errors give a non-zero status, warnings do not.
+func validate(dir string, stderr io.Writer) (*config.Config, int) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern: fatal: %v\n", err)
+		return nil, 1
+	}
+	services, mproblems, err := mastercf.Load(dir, cfg.Int("default_process_limit"))
+	if err != nil {
+		fmt.Fprintf(stderr, "postern: fatal: %v\n", err)
+		return nil, 1
+	}
+	status := 0
+	for _, p := range append(mproblems, cfg.Check(mastercf.ParamNames(services))...) {
+		fmt.Fprintf(stderr, "postern: %s\n", p)
+		if p.Severity == "error" {
+			status = 1
+		}
+	}
+	return cfg, status
 }

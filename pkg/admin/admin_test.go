@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,5 +34,43 @@ func TestDispatch(t *testing.T) {
 	}
 	if code, _ := run("frobnicate"); code != 64 {
 		t.Errorf("unknown command: exit %d", code)
+	}
+}
+
+// postern check names the file and line of each problem.
+func TestCheckReportsFileLine(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "q")+"\nsmtputf8_enable = maybe\nno_such_parameter = 1\n"), 0644)
+	os.WriteFile(filepath.Join(dir, "master.cf"), []byte("smtp inet n - n - - smtpd\n"), 0644)
+	var out, errb bytes.Buffer
+	if code := Check(dir, &out, &errb); code != 1 {
+		t.Errorf("check exit %d, want 1", code)
+	}
+	for _, want := range []string{"main.cf:2: error: bad boolean value for parameter smtputf8_enable", "main.cf:3: warning: unknown parameter no_such_parameter"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, errb.String())
+		}
+	}
+	// As root the accounts must exist: use nobody and its group, which a
+	// fresh machine has (the postern account comes with make install).
+	owner := "mail_owner = nobody\n"
+	if u, err := user.Lookup("nobody"); err == nil {
+		if g, err := user.LookupGroupId(u.Gid); err == nil {
+			owner += "setgid_group = " + g.Name + "\n"
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "main.cf"), []byte("queue_directory = "+filepath.Join(dir, "q")+"\ndata_directory = "+filepath.Join(dir, "d")+"\n"+owner), 0644)
+	os.WriteFile(filepath.Join(dir, "master.cf"), []byte("smtp inet n - n - - smtpd\nbroken unix\n"), 0644)
+	errb.Reset()
+	if code := Check(dir, &out, &errb); code != 1 || !strings.Contains(errb.String(), "master.cf:2: ") {
+		t.Errorf("broken master.cf: exit %d, %s", code, errb.String())
+	}
+	os.WriteFile(filepath.Join(dir, "master.cf"), []byte("smtp inet n - n - - smtpd\n"), 0644)
+	errb.Reset()
+	if code := Check(dir, &out, &errb); code != 0 {
+		t.Fatalf("valid instance: exit %d, %s", code, errb.String())
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "q", "incoming")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("queue not created: %v %v", fi, err)
 	}
 }
