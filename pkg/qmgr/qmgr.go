@@ -36,7 +36,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -98,6 +97,7 @@ type message struct {
 	// serializes Reopen, SetStatus and Release among the message's jobs.
 	m        *queue.Message
 	fmu      sync.Mutex
+	gone     bool // the file left active/ behind qmgr's back (under fmu)
 	activeAt time.Time
 	jobsLeft int
 	deferred bool
@@ -471,7 +471,9 @@ func (q *Qmgr) runJob(j *job) {
 	}
 	results, err := q.call(j.dest.transport, req)
 	msg.fmu.Lock()
-	if rerr := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+	if rerr := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); errors.Is(rerr, fs.ErrNotExist) {
+		msg.gone = true // deleted or held by the admin meanwhile
+	} else if rerr != nil {
 		q.log.Warning("%s: %v", msg.id, rerr)
 	}
 	got := map[int]bool{}
@@ -607,9 +609,10 @@ func (q *Qmgr) finish(msg *message) {
 	}()
 	id := msg.id
 	m := msg.m
-	if _, err := os.Stat(q.store.Path(queue.Active, id)); errors.Is(err, fs.ErrNotExist) {
+	if msg.gone {
 		// The admin deleted or held it while it was being delivered
-		// (postern queue delete/hold): nothing is left to do.
+		// (postern queue delete/hold): nothing is left to do. A removal
+		// after the last job is caught below by the missing file.
 		m.Close()
 		return
 	}
@@ -628,25 +631,35 @@ func (q *Qmgr) finish(msg *message) {
 		age := time.Since(m.Envelope.Arrival)
 		delay := min(max(age, q.minBackoff), q.maxBackoff)
 		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(delay)); err != nil {
-			q.log.Warning("%s: set retry time: %v", id, err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: set retry time: %v", id, err)
+			}
 		}
 		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
-			q.log.Warning("%s: move to deferred: %v", id, err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: move to deferred: %v", id, err)
+			}
 		}
 	} else if err := q.bounceWithFile(msg, false); err != nil {
 		// Keep the message until its sender can be told.
 		q.log.Warning("%s: %v", id, err)
 		m.Close()
 		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(q.minBackoff)); err != nil {
-			q.log.Warning("%s: set retry time: %v", id, err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: set retry time: %v", id, err)
+			}
 		}
 		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
-			q.log.Warning("%s: move to deferred: %v", id, err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: move to deferred: %v", id, err)
+			}
 		}
 	} else {
 		m.Close()
 		if err := q.store.Remove(queue.Active, id); err != nil {
-			q.log.Warning("%s: remove: %v", id, err)
+			if !errors.Is(err, fs.ErrNotExist) {
+				q.log.Warning("%s: remove: %v", id, err)
+			}
 		} else {
 			q.log.Removed(string(id))
 		}
