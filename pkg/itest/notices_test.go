@@ -33,7 +33,7 @@ func noticeInstance(t *testing.T, mainCf string) *Instance {
 // ("" for none) and returns its queue ID.
 func sendNotify(t *testing.T, addr, from string, rcpts map[string][]smtp.DSNNotify, body string) string {
 	t.Helper()
-	c, err := smtp.Dial(addr)
+	c, err := dialSMTP(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package itest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -173,7 +174,9 @@ func TestPHPMail(t *testing.T) {
 		t.Skip("php is not installed; PHP mail() not tested")
 	}
 	in := newSendmailInstance(t, Options{})
-	cmd := exec.Command(php, "-d", "sendmail_path="+filepath.Join(binDir, "sendmail")+" -t -i",
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, php, "-d", "sendmail_path="+filepath.Join(binDir, "sendmail")+" -t -i",
 		"-r", `exit(mail("user@itest.test", "php subject", "php body", "Cc: other@itest.test\r\nBcc: mbox@itest.test") ? 0 : 1);`)
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+in.Conf)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -2,6 +2,7 @@ package itest
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,11 +19,23 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+// dialSMTP connects go-smtp's client with a deadline on the whole
+// session, so a server that never answers fails the test instead of
+// hanging it.
+func dialSMTP(addr string) (*smtp.Client, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	return smtp.NewClient(conn), nil
+}
+
 // send delivers one message with go-smtp's client and returns the final
 // reply text.
 func send(t *testing.T, addr, from string, to []string, body string) (string, error) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
+	c, err := dialSMTP(addr)
 	if err != nil {
 		return "", err
 	}
@@ -141,7 +154,7 @@ func TestMissingHeadersAdded(t *testing.T) {
 
 func TestRecipientPolicy(t *testing.T) {
 	in := NewInstance(t, Options{MainCf: "mynetworks = 127.0.0.2/32"})
-	c, err := smtp.Dial(in.Addr)
+	c, err := dialSMTP(in.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +199,7 @@ func TestRejectUnauthDestination(t *testing.T) {
 
 func TestMessageSizeLimit(t *testing.T) {
 	in := NewInstance(t, Options{MainCf: "message_size_limit = 2000"})
-	c, err := smtp.Dial(in.Addr)
+	c, err := dialSMTP(in.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +265,9 @@ func TestSwaks(t *testing.T) {
 		t.Skip("swaks is not installed (apt-get install swaks)")
 	}
 	in := NewInstance(t, Options{})
-	cmd := exec.Command(swaks, "--server", in.Addr, "--from", "swaks@example.org", "--to", "user@itest.test",
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, swaks, "--server", in.Addr, "--from", "swaks@example.org", "--to", "user@itest.test",
 		"--helo", "swaks.itest.test", "--header", "Subject: via swaks", "--body", "hello from swaks")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
