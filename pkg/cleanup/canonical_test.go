@@ -84,7 +84,7 @@ func TestCanonicalAndMasquerade(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, store := testCleanupTables(t, tc.extra)
+			c, store := testCleanup(t, tc.extra)
 			ctx := handoff.ContextRemote
 			if tc.local {
 				ctx = handoff.ContextLocal

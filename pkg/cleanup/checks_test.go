@@ -72,7 +72,7 @@ func TestChecks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, store := testCleanupTables(t, base+tc.extra)
+			c, store := testCleanup(t, base+tc.extra)
 			req := &handoff.Request{Sender: "s@example.com", RewriteContext: handoff.ContextRemote, ClientName: "client.example",
 				ClientAddr: "192.0.2.1", HeloName: "helo.example", Protocol: "ESMTP",
 				Recipients: []handoff.Recipient{{Addr: "r@example.net"}}}

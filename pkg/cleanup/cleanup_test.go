@@ -26,6 +26,9 @@ func testCleanup(t *testing.T, extra string) (*Cleanup, *queue.Store) {
 		t.Fatal(err)
 	}
 	c := newCleanup(cfg, log)
+	if err := c.openTables(cfg); err != nil {
+		t.Fatal(err)
+	}
 	os.MkdirAll(filepath.Join(dir, queue.Incoming), 0700)
 	return c, c.store
 }

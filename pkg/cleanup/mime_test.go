@@ -75,7 +75,7 @@ func TestMimeChecks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, store := testCleanupTables(t, tc.extra)
+			c, store := testCleanup(t, tc.extra)
 			req := &handoff.Request{Sender: "s@example.com", RewriteContext: handoff.ContextRemote, Recipients: []handoff.Recipient{{Addr: "r@example.net"}}}
 			res, _, content := run(t, c, store, req, mimeMsg)
 			if res.Status != tc.status {

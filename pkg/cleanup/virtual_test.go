@@ -6,31 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"postern/pkg/config"
 	"postern/pkg/handoff"
-	"postern/pkg/maillog"
 	"postern/pkg/queue"
 )
-
-// testCleanupTables is testCleanup with the rewriting tables opened.
-func testCleanupTables(t *testing.T, extra string) (*Cleanup, *queue.Store) {
-	t.Helper()
-	dir := t.TempDir()
-	cfg, err := config.Parse(strings.NewReader("queue_directory = "+dir+"\nmyhostname = mx.example.com\nmyorigin = example.com\n"+extra), "main.cf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := maillog.New(maillog.Options{Program: "cleanup", File: filepath.Join(dir, "log"), FilePrefixes: []string{dir}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newCleanup(cfg, log)
-	if err := c.openTables(cfg); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, queue.Incoming), 0700)
-	return c, c.store
-}
 
 func rcptAddrs(m *queue.Message) []string {
 	var out []string
@@ -76,7 +54,7 @@ localuser             l@example.net
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, store := testCleanupTables(t, "virtual_alias_maps = texthash:"+valias+"\n"+tc.extra)
+			c, store := testCleanup(t, "virtual_alias_maps = texthash:"+valias+"\n"+tc.extra)
 			req := &handoff.Request{Sender: "s@example.com", RewriteContext: handoff.ContextRemote}
 			for _, r := range tc.rcpts {
 				req.Recipients = append(req.Recipients, handoff.Recipient{Addr: r})
