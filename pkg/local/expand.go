@@ -82,7 +82,8 @@ func parseForward(data string) []string {
 }
 
 // attrs are the per-recipient attributes local(8) interpolates into
-// forward_path, mailbox_command and command_execution_directory.
+// forward_path, mailbox_command, command_execution_directory and
+// luser_relay ($mailbox is $local, as in Postfix's local_expand).
 type attrs struct {
 	user, home, shell, recipient, extension, domain, local, delimiter string
 }
@@ -101,7 +102,7 @@ func (a *attrs) value(name string) (string, bool) {
 		return a.extension, true
 	case "domain":
 		return a.domain, true
-	case "local":
+	case "local", "mailbox":
 		return a.local, true
 	case "recipient_delimiter":
 		return a.delimiter, true
@@ -137,6 +138,13 @@ func expandAttrs(cfg *config.Config, raw string, a *attrs, allowed string) (out 
 		return filterChars(v, allowed), true
 	})
 	return out, undef, err
+}
+
+// expandAddress expands luser_relay: the attributes unfiltered, as
+// Postfix passes no filter there (the result is an address, never a path
+// or a command).
+func expandAddress(cfg *config.Config, raw string, a *attrs) (string, error) {
+	return cfg.ExpandWith(raw, a.value)
 }
 
 // forwardPaths expands forward_path: its elements in order, each expanded

@@ -14,9 +14,11 @@
 // message larger than virtual_mailbox_limit is refused for an mbox.
 //
 // local: delivery to Unix accounts as Postfix's local(8) — aliases,
-// .forward, mailbox_command, home_mailbox, the mail spool, commands and
-// files; see unix.go for the order and the rules, child.go for how a step
-// runs with a user's rights, command.go for commands.
+// .forward, mailbox_transport, mailbox_command, home_mailbox, the mail
+// spool, fallback_transport, luser_relay, commands and files; see unix.go
+// for the order and the rules, transport.go for hand-offs to other
+// transports and unknown recipients, child.go for how a step runs with a
+// user's rights, command.go for commands.
 //
 // Security: the agent runs as root (master.cf unpriv=n) so that it can
 // give delivered files to their owners and act for local users. It never
@@ -30,8 +32,11 @@
 // without following symbolic links, files are created exclusively (Maildir)
 // or opened O_NOFOLLOW and must be regular with one link (mbox), and
 // fchowned before they become visible. It reads queue files read-only and
-// trusts main.cf and the alias and mailbox tables, which belong to the
-// admin; .forward files are trusted only as far as their user's rights go.
+// trusts main.cf and the alias, mailbox and transport tables, which belong
+// to the admin; .forward files are trusted only as far as their user's
+// rights go. Recipients handed to another transport (mailbox_transport,
+// fallback_transport) go from the daemon itself to that agent's socket in
+// private/, never from a child with a user's rights.
 package local
 
 import (
@@ -115,6 +120,7 @@ func newAgent(cfg *config.Config, log *maillog.Logger, program, service string) 
 		if err != nil {
 			return nil, err
 		}
+		u.log, u.service = log, service
 		a.unix = u
 	}
 	return a, nil
@@ -152,11 +158,12 @@ func (a *Agent) deliverRequest(req *deliver.Request) []deliver.Result {
 	for _, r := range req.Recipients {
 		start := time.Now()
 		var outs []deliver.Result
+		var passed []bool // outcomes another agent returned and logged
 		switch {
 		case err != nil:
 			outs = []deliver.Result{{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot open queue file: " + err.Error()}}
 		case a.unix != nil:
-			outs = a.unix.deliverUnix(m, r)
+			outs, passed = a.unix.deliverUnix(req, m, r)
 		default:
 			outs = []deliver.Result{a.deliverOne(m, r)}
 		}
@@ -168,7 +175,10 @@ func (a *Agent) deliverRequest(req *deliver.Request) []deliver.Result {
 				res = o
 			}
 		}
-		for _, o := range outs {
+		for i, o := range outs {
+			if i < len(passed) && passed[i] {
+				continue
+			}
 			now := time.Now()
 			status := map[deliver.Status]string{deliver.Sent: "sent", deliver.Defer: "deferred", deliver.Bounce: "bounced"}[o.Status]
 			a.log.Delivered(req.QueueID, maillog.Delivery{

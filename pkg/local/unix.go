@@ -15,15 +15,19 @@ package local
 //     then have the include file owner's rights and need "include"), and
 //     the recipient itself (delivered to its mailbox). An "owner-user"
 //     alias makes owner-user@$myorigin the sender of the re-injected copy.
-//  3. The account (getpwnam); unknown: bounce 5.1.1 unknown user: "user".
-//  4. forward_path: the first .forward-like file found (read as the user,
-//     owned by the user or root) lists destinations as above, with the
-//     user's rights and "forward" as the allow_mail_to_* class. An empty
-//     file, or one naming the user, means the mailbox.
-//  5. The mailbox, as the user: mailbox_command if set (as default_privs
-//     for root), else home_mailbox (Maildir when it ends in '/', else an
-//     mbox file below the home directory), else mail_spool_directory/user
-//     as an mbox with mailbox_delivery_lock.
+//  3. The account (getpwnam).
+//  4. forward_path, for an account: the first .forward-like file found
+//     (read as the user, owned by the user or root) lists destinations as
+//     above, with the user's rights and "forward" as the allow_mail_to_*
+//     class. An empty file, or one naming the user, means the mailbox.
+//  5. mailbox_transport_maps, mailbox_transport: the recipient, account or
+//     not, is passed to another transport (transport.go).
+//  6. No account: fallback_transport_maps, fallback_transport,
+//     luser_relay, else bounce 5.1.1 unknown user: "user" (transport.go).
+//  7. The mailbox, as the user: mailbox_command_maps or mailbox_command if
+//     set (as default_privs for root), else home_mailbox (Maildir when it
+//     ends in '/', else an mbox file below the home directory), else
+//     mail_spool_directory/user as an mbox with mailbox_delivery_lock.
 //
 // Addresses from one expansion leave as one new message through cleanup
 // (sender unchanged, or the owner- alias), its content the original with
@@ -49,6 +53,7 @@ import (
 	"postern/pkg/config"
 	"postern/pkg/deliver"
 	"postern/pkg/handoff"
+	"postern/pkg/maillog"
 	"postern/pkg/queue"
 	"postern/pkg/table"
 )
@@ -90,6 +95,18 @@ type unixAgent struct {
 	exportEnv   []string
 	cleanup     string
 	ipcTimeout  time.Duration
+
+	// Mailbox delivery by other transports (transport.go); nil maps
+	// are empty lists.
+	private        string // $queue_directory/private: agents' sockets
+	service        string // this agent's master.cf name
+	mboxTransport  string
+	mboxTranspMaps *table.Maps
+	mboxCmdMaps    *table.Maps
+	fbTransport    string
+	fbTranspMaps   *table.Maps
+	luserRelay     string
+	log            *maillog.Logger // nil in unit tests
 }
 
 func listSet(cfg *config.Config, name string) map[string]bool {
@@ -130,6 +147,20 @@ func newUnixAgent(cfg *config.Config, root bool, opts table.Options) (*unixAgent
 		exportEnv:   cfg.List("export_environment"),
 		cleanup:     filepath.Join(cfg.Get("queue_directory"), "public", cfg.Get("cleanup_service_name")),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
+		private:     filepath.Join(cfg.Get("queue_directory"), "private"),
+		service:     "local",
+
+		mboxTransport: strings.TrimSpace(cfg.Get("mailbox_transport")),
+		fbTransport:   strings.TrimSpace(cfg.Get("fallback_transport")),
+		luserRelay:    strings.TrimSpace(cfg.Get("luser_relay")),
+	}
+	for _, p := range []struct {
+		name string
+		dst  **table.Maps
+	}{{"mailbox_transport_maps", &u.mboxTranspMaps}, {"mailbox_command_maps", &u.mboxCmdMaps}, {"fallback_transport_maps", &u.fbTranspMaps}} {
+		if *p.dst, err = openDeferredMaps(cfg, p.name, opts); err != nil {
+			return nil, err
+		}
 	}
 	if u.run.timeout <= 0 {
 		u.run.timeout = 1000 * time.Second
@@ -166,6 +197,7 @@ type outcome = deliver.Result
 // recipientJob is the state of one recipient's delivery.
 type recipientJob struct {
 	u       *unixAgent
+	req     *deliver.Request
 	m       *queue.Message
 	r       deliver.Recipient
 	addr    string // the recipient address, as qmgr gave it
@@ -174,33 +206,43 @@ type recipientJob struct {
 	user    string // local without extension
 	ext     string // extension without the delimiter
 	out     []outcome
+	passed  []bool   // per out: the result of another transport's agent, which logged it
 	forward []string // addresses to re-inject
 	sender  string   // sender of the re-injected copy
 }
 
-// deliverUnix delivers to one local recipient and returns every outcome,
-// in order; the last is never empty.
-func (u *unixAgent) deliverUnix(m *queue.Message, r deliver.Recipient) []outcome {
+// deliverUnix delivers to one local recipient of req and returns every
+// outcome, in order (never none), and which of them another transport's
+// agent returned and has logged.
+func (u *unixAgent) deliverUnix(req *deliver.Request, m *queue.Message, r deliver.Recipient) ([]outcome, []bool) {
 	local, domain := address.Split(r.Addr)
-	j := &recipientJob{u: u, m: m, r: r, addr: r.Addr, local: strings.ToLower(local), domain: domain, sender: m.Envelope.Sender}
+	j := &recipientJob{u: u, req: req, m: m, r: r, addr: r.Addr, local: strings.ToLower(local), domain: domain, sender: m.Envelope.Sender}
 	j.user = j.local
 	if user, ext, ok := table.SplitLocal(j.local, u.delim, !u.ownerSpec); ok {
 		j.user, j.ext = user, ext[1:]
 	}
 	if loop, err := hasDeliveredTo(m, r.Addr); err != nil {
-		return []outcome{{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot read queue file: " + errText(err)}}
+		return []outcome{{Status: deliver.Defer, DSN: "4.3.0", Text: "cannot read queue file: " + errText(err)}}, []bool{false}
 	} else if loop {
-		return []outcome{{Status: deliver.Bounce, DSN: "5.4.6", Text: "mail forwarding loop for " + r.Addr}}
+		return []outcome{{Status: deliver.Bounce, DSN: "5.4.6", Text: "mail forwarding loop for " + r.Addr}}, []bool{false}
 	}
 	j.deliver()
 	j.flushForward()
 	if len(j.out) == 0 {
-		j.out = append(j.out, outcome{Status: deliver.Sent, DSN: "2.0.0", Text: "discarded: empty alias expansion"})
+		j.add(outcome{Status: deliver.Sent, DSN: "2.0.0", Text: "discarded: empty alias expansion"})
 	}
-	return j.out
+	return j.out, j.passed
 }
 
-func (j *recipientJob) add(o outcome) { j.out = append(j.out, o) }
+func (j *recipientJob) add(o outcome) {
+	j.out = append(j.out, o)
+	j.passed = append(j.passed, false)
+}
+
+func (j *recipientJob) addPassed(o outcome) {
+	j.out = append(j.out, o)
+	j.passed = append(j.passed, true)
+}
 
 func (j *recipientJob) deliver() {
 	value, spec, found, err := j.u.lookupAlias(j.local)
@@ -367,25 +409,29 @@ func (u *unixAgent) readAs(id identity, path string) (childResult, error) {
 	return u.run.run(id, &childRequest{Op: opRead, Path: path}, nil)
 }
 
-// deliverUser delivers to the account j.user: .forward unless noForward
-// (a .forward or alias naming the user itself), then the mailbox.
+// deliverUser delivers to j.user once aliases are done: the account's
+// .forward unless noForward (a .forward or alias naming the user itself),
+// then mailbox_transport for anyone, then the account's mailbox, or
+// deliverUnknown without an account.
 func (j *recipientJob) deliverUser(noForward bool) {
 	pw, ok, err := j.u.getpwnam(j.user)
 	if err != nil {
 		j.add(outcome{Status: deliver.Defer, DSN: "4.3.0", Text: "user lookup failure"})
 		return
 	}
-	if !ok {
-		j.add(outcome{Status: deliver.Bounce, DSN: "5.1.1", Text: fmt.Sprintf("unknown user: %q", j.user)})
-		return
-	}
-	a := j.attrs(pw)
-	if !noForward {
-		if done := j.dotForward(pw, a); done {
+	if ok && !noForward {
+		if done := j.dotForward(pw, j.attrs(pw)); done {
 			return
 		}
 	}
-	j.add(j.u.deliverMailbox(j, pw, a))
+	if j.delegate("mailbox_transport_maps", j.u.mboxTranspMaps, "mailbox_transport", j.u.mboxTransport) {
+		return
+	}
+	if !ok {
+		j.deliverUnknown()
+		return
+	}
+	j.add(j.u.deliverMailbox(j, pw, j.attrs(pw)))
 }
 
 func (j *recipientJob) attrs(pw passwd) *attrs {
@@ -588,14 +634,24 @@ func fileFailure(res childResult, what string) outcome {
 	return outcome{Status: deliver.Defer, DSN: "4.2.0", Text: what + ": " + res.Err}
 }
 
-// deliverMailbox is the last step for an account: mailbox_command,
-// home_mailbox or the spool.
+// deliverMailbox is the last step for an account: mailbox_command_maps,
+// mailbox_command, home_mailbox or the spool.
 func (u *unixAgent) deliverMailbox(j *recipientJob, pw passwd, a *attrs) outcome {
 	id := u.userIdentity(pw)
-	if raw := u.cfg.Get("mailbox_command"); raw != "" {
+	raw, param := u.cfg.Get("mailbox_command"), "mailbox_command"
+	if u.mboxCmdMaps != nil {
+		v, found, err := j.lookupUserMap("mailbox_command_maps", u.mboxCmdMaps)
+		if err != nil {
+			return outcome{Status: deliver.Defer, DSN: "4.3.0", Text: "table lookup failure"}
+		}
+		if found {
+			raw, param = v, "mailbox_command_maps"
+		}
+	}
+	if raw != "" {
 		cmd, _, err := expandAttrs(u.cfg, raw, a, u.cmdFilter)
 		if err != nil {
-			return outcome{Status: deliver.Defer, DSN: "4.3.5", Text: "bad mailbox_command"}
+			return outcome{Status: deliver.Defer, DSN: "4.3.5", Text: "bad " + param}
 		}
 		return u.deliverCommand(j, cmd, id, true)
 	}
