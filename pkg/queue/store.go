@@ -130,7 +130,26 @@ func (s *Store) Move(id ID, from, to string) error {
 	if err := rename(s.Path(from, id), s.Path(to, id)); err != nil {
 		return fmt.Errorf("%s: move from %s to %s: %w", id, from, to, err)
 	}
+	if moveEndsDeferLog(from, to) {
+		// The message has moved: what happens to it must not depend on
+		// an informational file, so a failure here is not the caller's.
+		s.RemoveDeferLog(id)
+	}
 	return nil
+}
+
+// moveEndsDeferLog reports whether a move from one queue to another
+// starts a new delivery attempt (or a new life, requeued), which clears
+// the defer log (deferlog.go). Into active/ from incoming/ is the path of
+// every new message, which has no log: it costs no unlink.
+func moveEndsDeferLog(from, to string) bool {
+	switch to {
+	case Deferred, Hold:
+		return false
+	case Active:
+		return from != Incoming
+	}
+	return true
 }
 
 // Remove deletes message id from queue. The directory is not synced: a
@@ -141,6 +160,11 @@ func (s *Store) Remove(queue string, id ID) error {
 		return err
 	}
 	path := s.Path(queue, id)
+	if queue != Incoming && queue != Active && queue != Maildrop {
+		// See deferlog.go for why incoming/ and active/ need not. As in
+		// Move, the log's fate is not the caller's concern.
+		s.RemoveDeferLog(id)
+	}
 	if s.recycle(queue, path) {
 		return nil
 	}

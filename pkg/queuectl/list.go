@@ -35,6 +35,9 @@ type Entry struct {
 type Rcpt struct {
 	Addr string
 	Orig string // the address as received, before rewriting; "" if the same
+	// Reason is why its last delivery attempt was deferred, from the
+	// message's defer log; "" when there is none.
+	Reason string
 }
 
 // List reads every message of the listed queues. Files that do not parse
@@ -66,24 +69,66 @@ func List(store *queue.Store) ([]Entry, error) {
 					e.Size = fi.Size()
 				}
 			}
+			var pending []Rcpt
 			for _, r := range m.Envelope.Recipients {
 				if !r.Status.Done() {
-					e.Rcpts = append(e.Rcpts, Rcpt{Addr: r.Addr, Orig: r.Orig})
+					pending = append(pending, Rcpt{Addr: r.Addr, Orig: r.Orig})
 				}
 			}
 			m.Close()
+			e.Rcpts = pending
+			if q != queue.Maildrop {
+				// The reasons are informational: a log that cannot be
+				// read leaves them out, as a missing one does.
+				reasons, _ := store.ReadDeferLog(id)
+				e.Rcpts = withReasons(pending, reasons)
+			}
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
+// withReasons orders recipients as Postfix's showq does: first those of
+// the defer log, in its order and with its reasons, then the others. Log
+// records of recipients no longer pending are left out.
+func withReasons(pending []Rcpt, reasons []queue.DeferReason) []Rcpt {
+	if len(reasons) == 0 {
+		return pending
+	}
+	byAddr := map[string][]int{}
+	for i, r := range pending {
+		byAddr[r.Addr] = append(byAddr[r.Addr], i)
+	}
+	listed := make([]bool, len(pending))
+	out := make([]Rcpt, 0, len(pending))
+	for _, d := range reasons {
+		idx := byAddr[d.Addr]
+		if len(idx) == 0 {
+			continue
+		}
+		byAddr[d.Addr] = idx[1:]
+		listed[idx[0]] = true
+		r := pending[idx[0]]
+		r.Reason = d.Reason
+		out = append(out, r)
+	}
+	for i, r := range pending {
+		if !listed[i] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // WriteMailq prints entries in the format of Postfix's mailq (also
 // `sendmail -bp` and `mailq`) with long
 // queue IDs: a heading, one block per message (ID with '*' for active
 // and '!' for hold, size, arrival time, sender, then the recipients
-// indented), and a summary line; "Mail queue is empty" when there is
-// nothing.
+// indented, each group of recipients with one deferral reason under a
+// line "(reason)" right-aligned to column 78, "(reason unavailable)" for
+// recipients without one after some with one), and a summary line; "Mail
+// queue is empty" when there is nothing.
 func WriteMailq(w io.Writer, entries []Entry, loc *time.Location) error {
 	bw := bufio.NewWriter(w)
 	const (
@@ -105,7 +150,16 @@ func WriteMailq(w io.Writer, entries []Entry, loc *time.Location) error {
 			id += "!"
 		}
 		fmt.Fprintf(bw, senderFmt, id, e.Size, e.Arrival.In(loc).Format("Mon Jan _2 15:04:05"), showAddr(e.Sender))
+		shown := "" // the reason of the recipients above
 		for _, rc := range e.Rcpts {
+			if rc.Reason != shown {
+				shown = rc.Reason
+				why := printable(shown)
+				if why == "" {
+					why = "reason unavailable"
+				}
+				fmt.Fprintf(bw, "%*s(%s)\n", max(76-len(why), 0), "", why)
+			}
 			fmt.Fprintf(bw, strFmt, "", "", "", showAddr(rc.Addr))
 		}
 		total += e.Size
@@ -123,8 +177,9 @@ func WriteMailq(w io.Writer, entries []Entry, loc *time.Location) error {
 }
 
 // WriteJSON prints entries as postqueue -j does: one JSON object per line
-// with the members in Postfix's order and spacing. The null sender is
-// shown as MAILER-DAEMON, as in mailq.
+// with the members in Postfix's order and spacing, a recipient's deferral
+// reason as its "delay_reason". The null sender is shown as
+// MAILER-DAEMON, as in mailq.
 func WriteJSON(w io.Writer, entries []Entry) error {
 	bw := bufio.NewWriter(w)
 	var b []byte
@@ -153,6 +208,10 @@ func WriteJSON(w io.Writer, entries []Entry) error {
 			b = appendJSONString(b, showAddr(orig))
 			b = append(b, `, "address": `...)
 			b = appendJSONString(b, showAddr(r.Addr))
+			if r.Reason != "" {
+				b = append(b, `, "delay_reason": `...)
+				b = appendJSONString(b, printable(r.Reason))
+			}
 			b = append(b, '}')
 		}
 		b = append(b, "]}\n"...)
@@ -178,10 +237,16 @@ func showAddr(a string) string {
 	if a == "" {
 		return "MAILER-DAEMON"
 	}
+	return printable(a)
+}
+
+// printable replaces control characters with '?', as Postfix's
+// printable().
+func printable(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
 			return '?'
 		}
 		return r
-	}, a)
+	}, s)
 }

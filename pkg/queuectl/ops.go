@@ -192,7 +192,11 @@ func (c *Ctl) apply(op Op, q string, id queue.ID) (bool, error) {
 	switch op {
 	case Delete:
 		// Unlink, never recycle: see the package doc.
-		err = os.Remove(c.Store.Path(q, id))
+		if err = os.Remove(c.Store.Path(q, id)); err == nil {
+			// Its deferral reasons go with it (informational: a
+			// failure is not the deletion's).
+			c.Store.RemoveDeferLog(id)
+		}
 	case Hold:
 		err = c.Store.Move(id, q, queue.Hold)
 	case Release:

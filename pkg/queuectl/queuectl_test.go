@@ -395,3 +395,62 @@ func TestShowCorrupt(t *testing.T) {
 		t.Errorf("output for a truncated file:\n%s", out.String())
 	}
 }
+
+// The defer log's reasons reach the listing: its recipients first, in its
+// order, then the others; records of recipients no longer pending are
+// left out. Deleting the message deletes its log.
+func TestListReasons(t *testing.T) {
+	s := testQueue(t)
+	id := put(t, s, queue.Deferred, queue.Envelope{Sender: "a@example.org", Recipients: []queue.Recipient{
+		{Addr: "done@example.com"}, {Addr: "x@example.com"}, {Addr: "y@example.com", Orig: "alias@example.net"}, {Addr: "z@example.com"}}},
+		"body", nil, 0)
+	if err := s.AppendDeferLog(id,
+		queue.DeferReason{Addr: "z@example.com", Status: "4.4.1", Reason: "connect to mx.example.com[192.0.2.1]:25: Connection refused"},
+		queue.DeferReason{Addr: "done@example.com", Status: "4.4.1", Reason: "stale"},
+		queue.DeferReason{Addr: "y@example.com", Orig: "alias@example.net", Status: "4.2.2", Reason: `said: 452 "full"`},
+	); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := List(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, entries); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`{"queue_name": "deferred", "queue_id": "%s", "arrival_time": %d, "message_size": 4, "forced_expire": false, "sender": "a@example.org", "recipients": [`+
+		`{"orig_address": "z@example.com", "address": "z@example.com", "delay_reason": "connect to mx.example.com[192.0.2.1]:25: Connection refused"}, `+
+		`{"orig_address": "alias@example.net", "address": "y@example.com", "delay_reason": "said: 452 \"full\""}, `+
+		`{"orig_address": "x@example.com", "address": "x@example.com"}]}
+`, id, arrival.Unix())
+	if js.String() != want {
+		t.Errorf("JSON:\n%s\nwant:\n%s", js.String(), want)
+	}
+	var mq bytes.Buffer
+	if err := WriteMailq(&mq, entries, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf(`----Queue ID----- --Size-- ---Arrival Time---- --Sender/Recipient------
+%-17s        4 Tue Mar  5 14:07:09 a@example.org
+                 (connect to mx.example.com[192.0.2.1]:25: Connection refused)
+                                               z@example.com
+                                                            (said: 452 "full")
+                                               y@example.com
+                                                          (reason unavailable)
+                                               x@example.com
+
+-- 0 Kbytes in 1 Request.
+`, id)
+	if mq.String() != want {
+		t.Errorf("mailq:\n%s\nwant:\n%s", mq.String(), want)
+	}
+
+	ctl := &Ctl{Store: s}
+	if !ctl.Do(Delete, string(id), nil) {
+		t.Fatal("not deleted")
+	}
+	if _, err := os.Stat(s.Path(queue.Defer, id)); !os.IsNotExist(err) {
+		t.Errorf("defer log left behind: %v", err)
+	}
+}
