@@ -22,7 +22,7 @@
 // temporary name ending in ".tmp", which is never a valid ID, so List and
 // qmgr never see it.
 //
-// # File format, version 1
+// # File format, versions 1 and 2
 //
 // A queue file is a sequence of records. A record is a type byte, the
 // length of its data in 7-bit groups (least significant group first, the
@@ -34,7 +34,7 @@
 // Record types:
 //
 //	type  name       data                                          max
-//	'V'   version    "1" (decimal format version)                  64 KiB
+//	'V'   version    "1" or "2" (decimal format version)           64 KiB
 //	'T'   time       arrival time, decimal Unix nanoseconds        64 KiB
 //	'S'   sender     envelope sender, "" for the null sender       64 KiB
 //	'A'   attribute  name=value, a named envelope field            64 KiB
@@ -51,8 +51,26 @@
 //	version   = V
 //	envelope  = T S *A *U *R
 //	content   = M *C
-//	extracted = X *R
+//	extracted = X *U *R      ; *U only in version 2
 //	end       = E            ; the last bytes of the file
+//
+// Version 2 adds one thing to version 1: 'U' records at the start of the
+// extracted segment, sorted by name and unique there, each overriding the
+// envelope's 'U' record of the same name (Envelope.Attrs holds the
+// result). They carry what cleanup learns only after the content has been
+// written, as Postfix's cleanup appends its REC_TYPE_FILT record after
+// the content: a content filter set by a body_checks FILTER action. A
+// writer names the lowest version the file needs: a file without such
+// records is written as version 1, byte for byte as before, so readers
+// that know only version 1 read it; Writer.ExtractedAttr makes the file
+// version 2 (Commit rewrites the version record's data byte before the
+// file is flushed and synced, so the file is never visible with the wrong
+// version). Readers of version 2 read both.
+//
+// The envelope 'U' names in use: "filter", the content filter
+// transport:nexthop (content_filter, or a header_checks FILTER action)
+// that qmgr sends every recipient to instead of the resolved
+// destination.
 //
 // 'A' names, each at most once, with a non-empty value: client_name,
 // client_address, helo_name, protocol_name, sasl_username, body_type,
@@ -90,8 +108,16 @@
 // Commit (Message.SetStatus, one pwrite of one byte). Everything else is
 // written once. Status bytes may change in both segments.
 //
+// Before Commit, Writer.SetEnvelopeStatus may set an envelope recipient's
+// status byte too: a body_checks REDIRECT, found after the envelope was
+// written, marks every envelope recipient Delivered (discarded on
+// purpose: nothing is logged, nothing is owed) and cleanup adds the
+// redirect address to the extracted segment. The file is still under its
+// temporary name then, so crash safety is that of any write before
+// Commit.
+//
 // A reader rejects, with an error wrapping ErrCorrupt: a first record that
-// is not 'V' or a version other than 1, any record type or attribute name
+// is not 'V' or a version other than 1 or 2, any record type or attribute name
 // not listed, records out of order, a length over the limit of its type,
 // a non-minimal length, an unknown status byte, a record cut short by the
 // end of the file, and above all a file that does not end with an 'E'

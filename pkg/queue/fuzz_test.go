@@ -27,6 +27,20 @@ func FuzzOpen(f *testing.F) {
 	id := writeMessage(f, s, Incoming, &Envelope{}, nil)
 	b, _ := os.ReadFile(s.Path(Incoming, id))
 	f.Add(b)
+	// A version 2 file: extracted attributes and an extracted recipient.
+	w, err := s.Create(Incoming)
+	if err != nil {
+		f.Fatal(err)
+	}
+	w.Envelope(fullEnvelope())
+	w.Write([]byte("x\n"))
+	w.ExtractedAttr("filter", "smtp:[127.0.0.1]:10024")
+	w.AddRecipient(Recipient{Addr: "trap@example.net", Status: Pending})
+	if err := w.Commit(); err != nil {
+		f.Fatal(err)
+	}
+	b, _ = os.ReadFile(s.Path(Incoming, w.ID()))
+	f.Add(b)
 	f.Add([]byte("V\x011"))
 	f.Add([]byte("V\x011T\x010S\x00M\x00C\xff\xff\xff\x7fX\x00E\x00"))
 

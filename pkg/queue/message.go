@@ -318,7 +318,8 @@ func (p *parser) parse() (*Message, error) {
 	if t != RecVersion {
 		return nil, corruptf("first record is %q, not a version record", byte(t))
 	}
-	if string(data) != strconv.Itoa(Version) {
+	version, err := strconv.Atoi(string(data))
+	if err != nil || version < 1 || version > Version || string(data) != strconv.Itoa(version) {
 		return nil, corruptf("unsupported format version %q", data)
 	}
 
@@ -415,11 +416,31 @@ func (p *parser) parse() (*Message, error) {
 	}
 	m.Extracted = len(env.Recipients)
 
-	// Extracted: *R, then E.
-	for {
+	// Extracted: *U (version 2), *R, then E. A 'U' record here overrides
+	// the envelope's attribute of the same name.
+	lastUser = ""
+	for first := true; ; first = false {
 		var doff int64
 		if t, doff, _, data, err = p.sc.next(nil); err != nil {
 			return nil, err
+		}
+		if t == RecUserAttr {
+			if version < 2 || len(env.Recipients) > m.Extracted {
+				return nil, corruptf("attribute record out of order")
+			}
+			name, value, ok := bytes.Cut(data, []byte("="))
+			if !ok || len(name) == 0 || bytes.IndexByte(name, 0) >= 0 {
+				return nil, corruptf("bad attribute record")
+			}
+			if !first && string(name) <= lastUser {
+				return nil, corruptf("attribute %q out of order or repeated", name)
+			}
+			lastUser = string(name)
+			if env.Attrs == nil {
+				env.Attrs = make(map[string]string)
+			}
+			env.Attrs[lastUser] = string(value)
+			continue
 		}
 		if t != RecRecipient {
 			break

@@ -22,10 +22,12 @@ const (
 	RecEnd       RecType = 'E' // end of file; empty; nothing may follow
 )
 
-// Version is the format version written in the RecVersion record. A reader
-// rejects any other version: a new record type, attribute name or field
-// layout needs a new version.
-const Version = 1
+// Version is the highest format version this package reads. A writer
+// names in the RecVersion record the lowest version whose grammar the file
+// needs (a file without version 2's additions says 1, so older readers
+// still read it). A reader rejects any version above Version: a new record
+// type, attribute name or field layout needs a new version.
+const Version = 2
 
 const (
 	// maxContentRecord bounds a RecContent record. The writer emits

@@ -34,6 +34,13 @@ type Writer struct {
 	size  int64
 	hdr   [1 + maxLenBytes]byte
 	err   error // the first write error; every later call returns it
+
+	off      int64   // bytes given to bw so far: the file offset of the next record
+	rcptOff  []int64 // file offset of each envelope recipient's status byte
+	xattrs   string  // name of the last extracted-segment 'U' record
+	xattrSet bool    // an extracted 'U' record was written: the file is version 2
+	// extractedRcpts: AddRecipient was called; no ExtractedAttr after it.
+	extractedRcpts bool
 }
 
 type writerState int
@@ -144,7 +151,8 @@ func (w *Writer) record(t RecType, data ...[]byte) error {
 	for _, d := range data {
 		n += len(d)
 	}
-	if _, err := w.bw.Write(appendHeader(w.hdr[:0], t, n)); err != nil {
+	h := appendHeader(w.hdr[:0], t, n)
+	if _, err := w.bw.Write(h); err != nil {
 		return w.fail(err)
 	}
 	for _, d := range data {
@@ -152,6 +160,7 @@ func (w *Writer) record(t RecType, data ...[]byte) error {
 			return w.fail(err)
 		}
 	}
+	w.off += int64(len(h) + n)
 	return nil
 }
 
@@ -197,7 +206,9 @@ func (w *Writer) Envelope(env *Envelope) error {
 	if arrival.IsZero() {
 		arrival = time.Now()
 	}
-	w.meta(RecVersion, strconv.Itoa(Version))
+	// Version 1 unless the extracted segment gets 'U' records, which
+	// Commit then marks by rewriting this record's one data byte.
+	w.meta(RecVersion, "1")
 	w.meta(RecTime, strconv.FormatInt(arrival.UnixNano(), 10))
 	w.meta(RecSender, env.Sender)
 	for _, a := range []struct{ name, value string }{
@@ -223,7 +234,11 @@ func (w *Writer) Envelope(env *Envelope) error {
 	for _, k := range names {
 		w.meta(RecUserAttr, k, "=", env.Attrs[k])
 	}
+	w.rcptOff = w.rcptOff[:0]
 	for _, r := range env.Recipients {
+		// The status byte follows the record header: type and length.
+		n := 1 + len(r.Addr) + len(r.Orig) + len(r.Notify) + len(r.ORcpt) + 3
+		w.rcptOff = append(w.rcptOff, w.off+int64(len(appendHeader(nil, RecRecipient, n))))
 		w.recipient(r)
 	}
 	if w.err != nil {
@@ -367,7 +382,70 @@ func (w *Writer) AddRecipient(r Recipient) error {
 	if err := w.endContent(); err != nil {
 		return err
 	}
+	w.extractedRcpts = true
 	return w.recipient(r)
+}
+
+// SetEnvelopeStatus changes the status of envelope recipient i (an index
+// into the Recipients given to Envelope) before Commit: cleanup marks the
+// envelope recipients Delivered (discarded on purpose) when a body_checks
+// REDIRECT, found after the envelope was written, replaces them. The file
+// is not committed yet, so this is no in-place change of a queue file:
+// a crash leaves a temporary file that is never delivered.
+func (w *Writer) SetEnvelopeStatus(i int, st RcptStatus) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if w.state == wNew {
+		return fmt.Errorf("%s: recipient status before envelope", w.id)
+	}
+	if i < 0 || i >= len(w.rcptOff) {
+		return fmt.Errorf("%s: envelope recipient index %d out of range", w.id, i)
+	}
+	if !st.Valid() {
+		return fmt.Errorf("%s: invalid status %v", w.id, st)
+	}
+	return w.patch(w.rcptOff[i], byte(st))
+}
+
+// patch rewrites one byte already given to the buffer: flush, then
+// pwrite, which leaves the file offset where the next record goes.
+func (w *Writer) patch(off int64, b byte) error {
+	if err := w.bw.Flush(); err != nil {
+		return w.fail(err)
+	}
+	if _, err := w.f.WriteAt([]byte{b}, off); err != nil {
+		return w.fail(err)
+	}
+	return nil
+}
+
+// ExtractedAttr appends a name=value attribute to the extracted segment
+// (version 2): one learned after the content, such as a content filter
+// set by body_checks. It overrides the envelope's attribute of that name
+// when the file is read. Names come in increasing order, each once, and
+// before any AddRecipient; ExtractedAttr ends the content.
+func (w *Writer) ExtractedAttr(name, value string) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if w.state == wNew {
+		return fmt.Errorf("%s: attribute before envelope", w.id)
+	}
+	if name == "" || strings.ContainsAny(name, "=\x00") || len(name)+1+len(value) > maxMetaRecord {
+		return fmt.Errorf("%s: invalid attribute %q", w.id, name)
+	}
+	if w.xattrSet && name <= w.xattrs {
+		return fmt.Errorf("%s: extracted attribute %q out of order or repeated", w.id, name)
+	}
+	if w.state == wExtracted && w.extractedRcpts {
+		return fmt.Errorf("%s: extracted attribute after extracted recipients", w.id)
+	}
+	if err := w.endContent(); err != nil {
+		return err
+	}
+	w.xattrs, w.xattrSet = name, true
+	return w.meta(RecUserAttr, name, "=", value)
 }
 
 // Commit ends the file and makes it durable under its queue ID: END record,
@@ -388,6 +466,13 @@ func (w *Writer) Commit() error {
 	}
 	if err := w.record(RecEnd); err != nil {
 		return err
+	}
+	if w.xattrSet {
+		// The version record 'V' 0x01 '1' starts the file: its data
+		// byte is at offset 2.
+		if err := w.patch(2, '2'); err != nil {
+			return err
+		}
 	}
 	if err := w.bw.Flush(); err != nil {
 		return w.fail(err)
