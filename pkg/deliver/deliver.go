@@ -9,7 +9,7 @@
 //	qmgr  → agent  {req=deliver, queue_id, queue, sender, nexthop,
 //	                arrival, active, nrcpt}
 //	qmgr  → agent  {index, addr, orig, notify, orcpt}        (nrcpt times)
-//	agent → qmgr   {index, status, dsn, text}                (nrcpt times)
+//	agent → qmgr   {index, status, dsn, text[, site=1]}      (nrcpt times)
 //
 // The agent reads the message content from the queue file itself; it never
 // changes the file. qmgr records each result in the file (pkg/queue
@@ -62,6 +62,13 @@ type Result struct {
 	Status Status
 	DSN    string // enhanced status code, "2.0.0"
 	Text   string // as logged and as put in a bounce
+	// Site says the destination, not this recipient, failed: the agent
+	// got no working session with any server of the next hop (every one
+	// unreachable, refused the connection, greeted with an error, or
+	// failed the handshake or a mandatory TLS). qmgr counts it against
+	// the destination's concurrency and may suspend delivery to it
+	// (Postfix's "site" failure). Only a deferral carries it.
+	Site bool
 }
 
 // MaxRecipients bounds one request.
@@ -122,7 +129,7 @@ func (cl *Client) Deliver(req *Request) ([]Result, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, Result{Index: int(idx), Status: Status(a.Str("status")), DSN: a.Str("dsn"), Text: a.Str("text")})
+		out = append(out, Result{Index: int(idx), Status: Status(a.Str("status")), DSN: a.Str("dsn"), Text: a.Str("text"), Site: a.Str("site") == "1"})
 	}
 	return out, nil
 }
@@ -176,6 +183,9 @@ func WriteResults(c *ipc.Conn, res []Result) error {
 		a.Add("status", string(r.Status))
 		a.Add("dsn", r.DSN)
 		a.Add("text", r.Text)
+		if r.Site {
+			a.Add("site", "1")
+		}
 		if err := c.Send(a); err != nil {
 			return err
 		}

@@ -7,9 +7,14 @@
 // on an 'F' flush trigger), resolves each pending recipient to a transport
 // and next hop (pkg/resolve), groups recipients per destination (at most
 // <transport>_destination_recipient_limit per request), and sends the
-// requests to the agents at private/<transport> with at most
-// <transport>_destination_concurrency_limit requests in flight per
-// destination. It records each agent result in the queue file in place:
+// requests to the agents at private/<transport>. Each destination has a
+// concurrency window (sched.go, Postfix's scheduler): it starts at
+// initial_destination_concurrency, grows with deliveries that work up to
+// <transport>_destination_concurrency_limit, shrinks when the agent
+// reports that the destination itself failed, and a destination that
+// keeps failing is suspended for minimal_backoff_time, its mail deferred
+// without an agent call; <transport>_destination_rate_delay spaces
+// deliveries one at a time. It records each agent result in the queue file in place:
 // Delivered and Failed recipients are done and never retried. When every
 // recipient of a message has an answer the message leaves active/: to
 // deferred/ with a back-off if any was deferred, else it is removed.
@@ -86,6 +91,8 @@ type Qmgr struct {
 	// deferredLeft is the rest of a stopped deferred scan (run loop only).
 	deferredLeft []queue.ID
 	dests        map[string]*dest
+	sched        map[string]*schedParams // per transport (sched.go)
+	closing      bool                    // no more deliveries start
 	pools        map[string]*pool
 	jobs         sync.WaitGroup
 }
@@ -110,16 +117,28 @@ type message struct {
 }
 
 type job struct {
-	msg   *message
-	rcpts []int
-	dest  *dest
+	msg                *message
+	rcpts              []int
+	transport, nexthop string
+	dest               *dest // set under q.mu when the job is queued
 }
 
+// dest is one destination's queue (Postfix's in-core QMGR_QUEUE): jobs
+// waiting, jobs running, and the concurrency window (sched.go). It exists
+// while it has jobs, is dead or is pausing; all of it is under q.mu.
 type dest struct {
+	key                string
 	transport, nexthop string
-	limit              int
+	win                window
 	running            int
 	pending            []*job
+	// reason is why a dead destination is dead, "delivery temporarily
+	// suspended: ..." (the DSN and text of the last site failure).
+	reason deliver.Result
+	// paused is set during the rate delay after a delivery.
+	paused bool
+	revive *time.Timer // brings a dead destination back
+	pause  *time.Timer // ends the pause
 }
 
 // New builds the qmgr service.
@@ -159,6 +178,7 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 		deferred:    make(chan bool, 1),
 		active:      map[queue.ID]*message{},
 		dests:       map[string]*dest{},
+		sched:       map[string]*schedParams{},
 		pools:       map[string]*pool{},
 	}
 	if q.activeLimit <= 0 {
@@ -217,6 +237,7 @@ func (q *Qmgr) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			q.stopScheduling()
 			q.jobs.Wait()
 			q.closeAll()
 			return
@@ -377,7 +398,7 @@ func (q *Qmgr) load(id queue.ID) {
 		key := res.Transport + "\x00" + strings.ToLower(res.Nexthop)
 		j := groups[key]
 		if j == nil || len(j.rcpts) >= q.recipientLimit(res.Transport) {
-			j = &job{msg: msg, dest: q.dest(res.Transport, res.Nexthop)}
+			j = &job{msg: msg, transport: res.Transport, nexthop: res.Nexthop}
 			groups[key] = j
 			order = append(order, j)
 		}
@@ -394,6 +415,7 @@ func (q *Qmgr) load(id queue.ID) {
 		return
 	}
 	for _, j := range order {
+		j.dest = q.dest(j.transport, j.nexthop)
 		j.dest.pending = append(j.dest.pending, j)
 	}
 	for _, j := range order {
@@ -424,26 +446,46 @@ func (q *Qmgr) recipientLimit(transport string) int {
 	return n
 }
 
-// dest returns the destination queue; q.mu need not be held (it takes it).
+// dest returns the queue of a destination, made when first needed. q.mu
+// is held.
 func (q *Qmgr) dest(transport, nexthop string) *dest {
 	key := transport + "\x00" + strings.ToLower(nexthop)
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	d := q.dests[key]
 	if d == nil {
-		limit := q.param(transport, "destination_concurrency_limit")
-		if limit <= 0 {
-			limit = 20
-		}
-		d = &dest{transport: transport, nexthop: nexthop, limit: limit}
+		d = &dest{key: key, transport: transport, nexthop: nexthop, win: newWindow(q.schedParams(transport))}
 		q.dests[key] = d
 	}
 	return d
 }
 
-// dispatch starts jobs of d up to its concurrency limit. q.mu is held.
+// dispatch starts jobs of d while its window allows. The jobs of a dead
+// destination are deferred at once, without an agent. q.mu is held.
 func (q *Qmgr) dispatch(d *dest) {
-	for d.running < d.limit && len(d.pending) > 0 {
+	if q.closing {
+		return
+	}
+	if d.win.dead() {
+		if len(d.pending) == 0 {
+			return
+		}
+		jobs, reason := d.pending, d.reason
+		d.pending = nil
+		q.jobs.Add(1)
+		go func() {
+			defer q.jobs.Done()
+			for _, j := range jobs {
+				q.record(j, nil, nil, &reason)
+				q.mu.Lock()
+				done := q.jobDone(j)
+				q.mu.Unlock()
+				if done {
+					q.finish(j.msg)
+				}
+			}
+		}()
+		return
+	}
+	for !d.paused && d.running < d.win.size && len(d.pending) > 0 {
 		j := d.pending[0]
 		d.pending[0] = nil
 		d.pending = d.pending[1:]
@@ -451,6 +493,13 @@ func (q *Qmgr) dispatch(d *dest) {
 		q.jobs.Add(1)
 		go q.runJob(j)
 	}
+}
+
+// jobDone counts a finished job of its message and reports whether it was
+// the message's last. q.mu is held.
+func (q *Qmgr) jobDone(j *job) bool {
+	j.msg.jobsLeft--
+	return j.msg.jobsLeft == 0
 }
 
 func (q *Qmgr) runJob(j *job) {
@@ -470,11 +519,48 @@ func (q *Qmgr) runJob(j *job) {
 		req.Recipients = append(req.Recipients, deliver.Recipient{Index: i, Addr: r.Addr, Orig: r.Orig, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
 	results, err := q.call(j.dest.transport, req)
+	q.record(j, results, err, nil)
+	q.mu.Lock()
+	d := j.dest
+	if err == nil {
+		// An agent that failed (err) says nothing about the destination,
+		// as a crashed Postfix agent gives no queue feedback.
+		q.feedback(d, results)
+	}
+	d.running--
+	if p := d.win.p; p.rateDelay > 0 && !d.win.dead() && !q.closing {
+		d.paused = true
+		d.pause = time.AfterFunc(p.rateDelay, func() { q.wake(d, false) })
+	}
+	done := q.jobDone(j)
+	q.dispatch(d)
+	q.release(d)
+	q.mu.Unlock()
+	if done {
+		q.finish(msg)
+	}
+}
+
+// record writes a job's results into its message. suspended, when set,
+// is the result of every recipient of a job for a dead destination,
+// which no agent saw (qmgr logs it).
+func (q *Qmgr) record(j *job, results []deliver.Result, err error, suspended *deliver.Result) {
+	msg := j.msg
 	msg.fmu.Lock()
+	defer msg.fmu.Unlock()
 	if rerr := msg.m.Reopen(q.store.Path(queue.Active, msg.id)); errors.Is(rerr, fs.ErrNotExist) {
 		msg.gone = true // deleted or held by the admin meanwhile
 	} else if rerr != nil {
 		q.log.Warning("%s: %v", msg.id, rerr)
+	}
+	defer msg.m.Release()
+	if suspended != nil {
+		for _, i := range j.rcpts {
+			r := *suspended
+			r.Index = i
+			q.finishRecipient(msg, i, r, "", "none", "")
+		}
+		return
 	}
 	got := map[int]bool{}
 	for _, r := range results {
@@ -493,16 +579,92 @@ func (q *Qmgr) runJob(j *job) {
 			}
 		}
 	}
-	msg.m.Release()
-	msg.fmu.Unlock()
+}
+
+// feedback adjusts d's window after a delivery: a site failure (the
+// destination, not a recipient, failed) is negative feedback and may
+// kill the destination, anything else is positive (Postfix's
+// qmgr_deliver_update). q.mu is held; d.running still counts the job.
+func (q *Qmgr) feedback(d *dest, results []deliver.Result) {
+	var site *deliver.Result
+	for k := range results {
+		if results[k].Site && results[k].Status == deliver.Defer {
+			site = &results[k]
+			break
+		}
+	}
+	if site == nil {
+		if d.win.succeeded(d.running) && d.revive != nil {
+			d.revive.Stop()
+			d.revive = nil
+		}
+		q.debugWindow("qmgr_queue_unthrottle", d)
+		return
+	}
+	if d.win.dead() {
+		return // already dead: one reason is enough
+	}
+	if d.win.failed() {
+		dsn, text := site.DSN, site.Text
+		if !validStatus(dsn) || dsn[0] != '4' {
+			dsn = "4.0.0"
+		}
+		if text == "" {
+			text = "unknown error"
+		}
+		d.reason = deliver.Result{Status: deliver.Defer, DSN: dsn, Text: "delivery temporarily suspended: " + text}
+		d.revive = time.AfterFunc(d.win.p.retry, func() { q.wake(d, true) })
+	}
+	q.debugWindow("qmgr_queue_throttle", d)
+}
+
+// wake ends the rate-delay pause of d, or (revive) gives a dead d another
+// chance after minimal_backoff_time, as Postfix's unthrottle timer.
+func (q *Qmgr) wake(d *dest, revive bool) {
 	q.mu.Lock()
-	j.dest.running--
-	msg.jobsLeft--
-	done := msg.jobsLeft == 0
-	q.dispatch(j.dest)
-	q.mu.Unlock()
-	if done {
-		q.finish(msg)
+	defer q.mu.Unlock()
+	if q.closing {
+		return
+	}
+	if revive {
+		d.revive = nil
+		if d.win.dead() {
+			d.win.succeeded(d.running)
+			q.debugWindow("qmgr_queue_unthrottle", d)
+		}
+	} else {
+		d.paused, d.pause = false, nil
+	}
+	q.dispatch(d)
+	q.release(d)
+}
+
+// release forgets d when nothing refers to it: no job, not dead, not
+// pausing (Postfix's qmgr_queue_done). Its window starts afresh next
+// time. q.mu is held.
+func (q *Qmgr) release(d *dest) {
+	if d.running == 0 && len(d.pending) == 0 && !d.win.dead() && !d.paused && q.dests[d.key] == d {
+		delete(q.dests, d.key)
+	}
+}
+
+// stopScheduling starts no more deliveries and stops the timers.
+func (q *Qmgr) stopScheduling() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closing = true
+	for _, d := range q.dests {
+		for _, t := range []*time.Timer{d.revive, d.pause} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+}
+
+func (q *Qmgr) debugWindow(fn string, d *dest) {
+	if d.win.p.debug {
+		q.log.Printf("%s: queue %s: %s", fn, strings.ToLower(d.nexthop), d.win.String())
 	}
 }
 
@@ -567,6 +729,12 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 			msg.delays = append(msg.delays, failure{index: i, result: r, when: time.Now()})
 		}
 		q.mu.Unlock()
+		if !msg.gone { // mailq's "(reason)", postqueue -j's delay_reason
+			rc := msg.m.Envelope.Recipients[i]
+			if err := q.store.AppendDeferLog(msg.id, queue.DeferReason{Addr: rc.Addr, Orig: rc.Orig, Status: r.DSN, Reason: r.Text}); err != nil {
+				q.log.Warning("%s: %v", msg.id, err)
+			}
+		}
 	}
 	if st != 0 {
 		if err := msg.m.SetStatus(i, st); err != nil {

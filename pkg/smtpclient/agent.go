@@ -301,6 +301,10 @@ type attempt struct {
 	relay   string // last server spoken to
 	connUse int
 	setup   time.Time // when the transaction began (end of setup)
+	// site is set when no server of the destination (nor a fallback
+	// relay) gave a working session: the destination failed, not the
+	// recipients (deliver.Result.Site).
+	site bool
 }
 
 var statusOf = map[string]deliver.Status{"sent": deliver.Sent, "deferred": deliver.Defer, "bounced": deliver.Bounce}
@@ -330,6 +334,7 @@ func (a *Agent) deliverRequest(ctx context.Context, req *deliver.Request) []deli
 	for i, r := range req.Recipients {
 		o := at.rcpts[i].res
 		out[i] = deliver.Result{Index: r.Index, Status: statusOf[o.status], DSN: o.dsn, Text: o.text}
+		out[i].Site = at.site && out[i].Status == deliver.Defer
 		a.log.Delivered(req.QueueID, maillog.Delivery{
 			To: r.Addr, OrigTo: r.Orig, Relay: at.relay, ConnUse: at.connUse,
 			Delay:  now.Sub(req.Arrival),
@@ -418,6 +423,11 @@ func (a *Agent) deliverMessage(ctx context.Context, at *attempt) {
 	if last == nil {
 		last = &failure{dsn: "4.3.5", text: "no next hop for delivery"}
 	}
+	// Connection-level trouble with every server (refused, timed out,
+	// error greeting, failed EHLO, TLS or AUTH, a temporary DNS failure)
+	// is the destination's failure, which qmgr feeds back into its
+	// concurrency; a reply about the message is not.
+	at.site = last.next && !last.bounce()
 	a.finish(at, last)
 }
 

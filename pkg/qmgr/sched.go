@@ -1,0 +1,254 @@
+package qmgr
+
+// Per-destination concurrency scheduling, as Postfix's qmgr_queue.c and
+// qmgr_feedback.c (see Postfix's SCHEDULER_README).
+//
+// Each destination (transport and next hop) has a concurrency window: the
+// number of deliveries qmgr runs to it at once. It starts at
+// <transport>_initial_destination_concurrency and moves by feedback from
+// the agents. A delivery that did not fail at the destination level is
+// positive feedback (even when the server deferred or refused
+// recipients); a "site" failure (deliver.Result.Site: no working session
+// with any server of the destination) is negative feedback. The window
+// never exceeds <transport>_destination_concurrency_limit and never drops
+// below 1. Failures are also counted in pseudo-cohorts (one cohort is
+// window-many deliveries): after
+// <transport>_destination_concurrency_failed_cohort_limit failed cohorts
+// the destination is dead (window 0). Its waiting and new deliveries are
+// deferred without an agent call, with "delivery temporarily suspended: "
+// and the last failure's reason, until minimal_backoff_time has passed
+// (or a delivery still in flight succeeds); then it gets the initial
+// window again. With <transport>_destination_rate_delay above zero the
+// window is 1 and qmgr pauses that long after each delivery.
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// feedback is a window adjustment: base, or base/window when perWindow
+// ("1/concurrency").
+type feedback struct {
+	base      float64
+	perWindow bool
+}
+
+// value is the adjustment at the given window.
+func (f feedback) value(window int) float64 {
+	if f.perWindow && window > 0 {
+		return f.base / float64(window)
+	}
+	return f.base
+}
+
+func (f feedback) String() string {
+	if f.perWindow {
+		return strconv.FormatFloat(f.base, 'g', -1, 64) + "/concurrency"
+	}
+	return strconv.FormatFloat(f.base, 'g', -1, 64)
+}
+
+// parseFeedback reads a feedback value as Postfix's qmgr_feedback_init:
+// "N", "N/concurrency" or "N/M", with a result between 0 and 1.
+func parseFeedback(s string) (feedback, error) {
+	s = strings.TrimSpace(s)
+	num, den, slash := strings.Cut(s, "/")
+	num, den = strings.TrimSpace(num), strings.TrimSpace(den)
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" || strings.ContainsAny(num, "xXpPnNiI_") {
+		return feedback{}, fmt.Errorf("malformed feedback %q", s)
+	}
+	f := feedback{base: n}
+	if slash {
+		switch {
+		case strings.EqualFold(den, "concurrency"):
+			f.perWindow = true
+		default:
+			d, err := strconv.ParseFloat(den, 64)
+			if err != nil || strings.ContainsAny(den, "xXpPnNiI_") || d < 1e-9 || d > 1<<31 || n < 0 {
+				return feedback{}, fmt.Errorf("malformed feedback %q", s)
+			}
+			f.base = n / d
+		}
+	}
+	if !(f.base >= 0 && f.base <= 1) {
+		return feedback{}, fmt.Errorf("unreasonable feedback %q", s)
+	}
+	return f, nil
+}
+
+// schedParams are one transport's scheduling parameters.
+type schedParams struct {
+	initial     int // initial window
+	limit       int // largest window; 0: no limit
+	cohortLimit int // failed pseudo-cohorts before a destination is dead; 0: never
+	pos, neg    feedback
+	rateDelay   time.Duration
+	retry       time.Duration // how long a dead destination stays dead
+	debug       bool          // destination_concurrency_feedback_debug
+}
+
+// window is a destination's concurrency state (Postfix's QMGR_QUEUE
+// window, success, failure and fail_cohorts). It is owned by the dest and
+// changed under q.mu.
+type window struct {
+	p           *schedParams
+	size        int // 0: dead
+	success     float64
+	failure     float64
+	failCohorts float64
+}
+
+func newWindow(p *schedParams) window {
+	return window{p: p, size: p.initial}
+}
+
+func (w *window) dead() bool { return w.size <= 0 }
+
+// succeeded applies positive feedback after a delivery that did not fail
+// at the destination; busy counts the deliveries in flight including this
+// one. A dead destination comes back (Postfix: "back from the almost
+// grave, best concurrency is anyone's guess"). It reports whether the
+// destination came back.
+func (w *window) succeeded(busy int) (revived bool) {
+	w.failCohorts = 0
+	if w.dead() {
+		w.size = w.p.initial
+		if busy > 0 {
+			w.size = busy
+		}
+		w.success, w.failure = 0, 0
+		return true
+	}
+	// Grow only up to the limit, and only while the window is within the
+	// initial concurrency of what is actually in use: a window far above
+	// real concurrency makes negative feedback ineffective.
+	if (w.p.limit == 0 || w.p.limit > w.size) && w.size < busy+w.p.initial {
+		fb := w.p.pos.value(w.size)
+		w.success += fb
+		for w.success+fb/2 >= 1 {
+			w.size++
+			w.success--
+			w.failure = 0
+		}
+		if w.p.limit > 0 && w.size > w.p.limit {
+			w.size = w.p.limit
+		}
+	}
+	return false
+}
+
+// failed applies negative feedback after a site failure and reports
+// whether the destination is now dead. It must not be called on a dead
+// destination.
+func (w *window) failed() (died bool) {
+	if w.dead() {
+		return false
+	}
+	w.failCohorts += 1 / float64(w.size)
+	if w.p.cohortLimit > 0 && w.failCohorts >= float64(w.p.cohortLimit) {
+		w.size = 0
+		return true
+	}
+	fb := w.p.neg.value(w.size)
+	w.failure -= fb
+	for w.failure-fb/2 < 0 {
+		w.size--
+		w.success = 0
+		w.failure++
+	}
+	if w.size < 1 {
+		w.size = 1
+	}
+	return false
+}
+
+func (w *window) String() string {
+	return fmt.Sprintf("limit %d window %d success %g failure %g fail_cohorts %g",
+		w.p.limit, w.size, w.success, w.failure, w.failCohorts)
+}
+
+// schedParams returns the scheduling parameters of transport, read once.
+// q.mu is held.
+func (q *Qmgr) schedParams(transport string) *schedParams {
+	if p := q.sched[transport]; p != nil {
+		return p
+	}
+	p := &schedParams{
+		initial:     q.tparam(transport, "initial_destination_concurrency", "initial_destination_concurrency"),
+		limit:       q.param(transport, "destination_concurrency_limit"),
+		cohortLimit: q.param(transport, "destination_concurrency_failed_cohort_limit"),
+		pos:         q.feedbackParam(transport, "positive"),
+		neg:         q.feedbackParam(transport, "negative"),
+		rateDelay:   q.durationParam(transport, "destination_rate_delay"),
+		retry:       q.minBackoff,
+		debug:       q.cfg.Bool("destination_concurrency_feedback_debug"),
+	}
+	if p.limit < 0 {
+		p.limit = 20
+	}
+	if p.cohortLimit < 0 {
+		p.cohortLimit = 1
+	}
+	if p.rateDelay > 0 {
+		// Postfix: a rate-limited destination has one delivery at a time.
+		p.limit = 1
+	}
+	if p.initial <= 0 {
+		p.initial = 5
+	}
+	if p.limit > 0 && p.initial > p.limit {
+		p.initial = p.limit
+	}
+	if p.retry <= 0 {
+		p.retry = 300 * time.Second
+	}
+	if p.debug {
+		q.log.Printf("%s: destination concurrency initial %d limit %d positive feedback %s negative feedback %s failed cohort limit %d",
+			transport, p.initial, p.limit, p.pos, p.neg, p.cohortLimit)
+	}
+	q.sched[transport] = p
+	return p
+}
+
+// tparam is an integer <transport>_<name> when main.cf sets it, else the
+// parameter fallback.
+func (q *Qmgr) tparam(transport, name, fallback string) int {
+	key := transport + "_" + name
+	if v, ok := q.cfg.Raw(key); ok && v != "" {
+		if n, err := strconv.Atoi(strings.TrimSpace(q.cfg.Get(key))); err == nil {
+			return n
+		}
+		q.log.Warning("%s: bad numerical value %q; using %s", key, q.cfg.Get(key), fallback)
+	}
+	return q.cfg.Int(fallback)
+}
+
+// durationParam is <transport>_<name> when set, else default_<name>.
+func (q *Qmgr) durationParam(transport, name string) time.Duration {
+	key := transport + "_" + name
+	if v, ok := q.cfg.Raw(key); ok && v != "" {
+		return q.cfg.Duration(key)
+	}
+	return q.cfg.Duration("default_" + name)
+}
+
+// feedbackParam reads <transport>_destination_concurrency_<kind>_feedback,
+// else the default_ form. A bad value is a warning and gives 1, as in
+// Postfix.
+func (q *Qmgr) feedbackParam(transport, kind string) feedback {
+	name := "destination_concurrency_" + kind + "_feedback"
+	key := transport + "_" + name
+	if v, ok := q.cfg.Raw(key); !ok || v == "" {
+		key = "default_" + name
+	}
+	v := q.cfg.Get(key)
+	f, err := parseFeedback(v)
+	if err != nil {
+		q.log.Warning("%s: ignoring malformed or unreasonable feedback: %s", key, v)
+		return feedback{base: 1}
+	}
+	return f
+}

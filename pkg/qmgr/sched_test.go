@@ -1,0 +1,219 @@
+package qmgr
+
+import (
+	"math"
+	"testing"
+)
+
+func TestParseFeedback(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		base      float64
+		perWindow bool
+		ok        bool
+	}{
+		{"1", 1, false, true},
+		{"0", 0, false, true},
+		{"0.5", 0.5, false, true},
+		{" 1 ", 1, false, true},
+		{"1/concurrency", 1, true, true},
+		{"1 / concurrency", 1, true, true},
+		{"0.5/Concurrency", 0.5, true, true},
+		{"1/8", 0.125, false, true},
+		{"3/4", 0.75, false, true},
+		{"2", 0, false, false},
+		{"-1", 0, false, false},
+		{"2/concurrency", 0, false, false},
+		{"1/0", 0, false, false},
+		{"1/x", 0, false, false},
+		{"", 0, false, false},
+		{"fast", 0, false, false},
+		{"inf", 0, false, false},
+		{"nan", 0, false, false},
+		{"0x1p-2", 0, false, false},
+		{"/concurrency", 0, false, false},
+	} {
+		f, err := parseFeedback(c.in)
+		if (err == nil) != c.ok {
+			t.Errorf("parseFeedback(%q): err %v, want ok %v", c.in, err, c.ok)
+			continue
+		}
+		if c.ok && (math.Abs(f.base-c.base) > 1e-12 || f.perWindow != c.perWindow) {
+			t.Errorf("parseFeedback(%q) = %+v, want base %g perWindow %v", c.in, f, c.base, c.perWindow)
+		}
+	}
+}
+
+func FuzzParseFeedback(f *testing.F) {
+	for _, s := range []string{"1", "1/concurrency", "1/8", "0.5", "x/y", "1/", "/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fb, err := parseFeedback(s)
+		if err != nil {
+			return
+		}
+		if !(fb.base >= 0 && fb.base <= 1) {
+			t.Fatalf("parseFeedback(%q) = %+v out of [0,1]", s, fb)
+		}
+		for _, w := range []int{1, 5, 20} {
+			if v := fb.value(w); math.IsNaN(v) || v < 0 || v > 1 {
+				t.Fatalf("parseFeedback(%q).value(%d) = %g", s, w, v)
+			}
+		}
+	})
+}
+
+func params(initial, limit, cohorts int, pos, neg string) *schedParams {
+	p := &schedParams{initial: initial, limit: limit, cohortLimit: cohorts}
+	var err error
+	if p.pos, err = parseFeedback(pos); err != nil {
+		panic(err)
+	}
+	if p.neg, err = parseFeedback(neg); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// succeed feeds n successes with the window fully busy.
+func succeed(w *window, n int) {
+	for range n {
+		w.succeeded(w.size)
+	}
+}
+
+func TestWindowGrowthPerConcurrency(t *testing.T) {
+	w := newWindow(params(5, 20, 1, "1/concurrency", "1/concurrency"))
+	if w.size != 5 {
+		t.Fatalf("initial window %d, want 5", w.size)
+	}
+	// 1/concurrency: one more after a window's worth of successes.
+	succeed(&w, 4)
+	if w.size != 5 {
+		t.Fatalf("after 4 successes window %d, want 5", w.size)
+	}
+	succeed(&w, 1)
+	if w.size != 6 {
+		t.Fatalf("after 5 successes window %d, want 6", w.size)
+	}
+	succeed(&w, 6)
+	if w.size != 7 {
+		t.Fatalf("after 6 more successes window %d, want 7", w.size)
+	}
+}
+
+func TestWindowGrowthNumeric(t *testing.T) {
+	w := newWindow(params(5, 20, 1, "1", "1"))
+	succeed(&w, 3)
+	if w.size != 8 {
+		t.Fatalf("feedback 1: after 3 successes window %d, want 8", w.size)
+	}
+	w = newWindow(params(5, 20, 1, "1/2", "1"))
+	succeed(&w, 4)
+	if w.size != 7 {
+		t.Fatalf("feedback 1/2: after 4 successes window %d, want 7", w.size)
+	}
+}
+
+func TestWindowCapAndBusy(t *testing.T) {
+	w := newWindow(params(5, 8, 1, "1", "1"))
+	succeed(&w, 100)
+	if w.size != 8 {
+		t.Fatalf("window %d, want the limit 8", w.size)
+	}
+	// No limit (0): the window still stays within initial of what is busy.
+	w = newWindow(params(5, 0, 1, "1", "1"))
+	for range 100 {
+		w.succeeded(1)
+	}
+	if w.size != 6 {
+		t.Fatalf("window %d with one delivery busy, want 6 (busy+initial)", w.size)
+	}
+	// An initial window above the limit would be clamped by schedParams;
+	// a window never grows past busy+initial even under the limit.
+	w = newWindow(params(2, 20, 1, "1", "1"))
+	for range 10 {
+		w.succeeded(1)
+	}
+	if w.size != 3 {
+		t.Fatalf("window %d, want 3", w.size)
+	}
+}
+
+func TestWindowShrinkAndDeath(t *testing.T) {
+	// 1/concurrency from 5: the cohort count passes 1 at the fifth
+	// failure (0.2+0.25+0.25+0.25+0.33), the window shrinks on the way.
+	w := newWindow(params(5, 20, 1, "1/concurrency", "1/concurrency"))
+	sizes := []int{4, 4, 4, 3}
+	for k, want := range sizes {
+		if w.failed() {
+			t.Fatalf("dead after %d failures", k+1)
+		}
+		if w.size != want {
+			t.Fatalf("after %d failures window %d, want %d", k+1, w.size, want)
+		}
+	}
+	if !w.failed() || !w.dead() {
+		t.Fatalf("not dead after 5 failures: %s", w.String())
+	}
+	if w.failed() {
+		t.Fatal("a dead destination died again")
+	}
+
+	// At window 1 one failed delivery is a whole failed cohort.
+	w = newWindow(params(1, 1, 1, "1/concurrency", "1/concurrency"))
+	if !w.failed() {
+		t.Fatalf("window 1: not dead after one failure: %s", w.String())
+	}
+
+	// A cohort limit of 2 at window 1 takes two failures.
+	w = newWindow(params(1, 20, 2, "1", "1"))
+	if w.failed() || w.size != 1 {
+		t.Fatalf("cohort limit 2: dead or window %d after one failure", w.size)
+	}
+	if !w.failed() {
+		t.Fatal("cohort limit 2: not dead after two failures")
+	}
+
+	// Cohort limit 0: never dead; the window stays at 1.
+	w = newWindow(params(5, 20, 0, "1", "1"))
+	for range 50 {
+		if w.failed() {
+			t.Fatal("cohort limit 0: dead")
+		}
+	}
+	if w.size != 1 {
+		t.Fatalf("cohort limit 0: window %d, want 1", w.size)
+	}
+
+	// A success between failures resets the cohort count.
+	w = newWindow(params(1, 20, 2, "1", "1"))
+	w.failed()
+	w.succeeded(1)
+	if w.failed() {
+		t.Fatal("dead although a success came between the failures")
+	}
+}
+
+func TestWindowRevive(t *testing.T) {
+	w := newWindow(params(5, 20, 1, "1", "1"))
+	for !w.failed() {
+	}
+	if !w.succeeded(0) {
+		t.Fatal("a dead destination was not revived")
+	}
+	if w.dead() || w.size != 5 {
+		t.Fatalf("revived window %d, want the initial 5", w.size)
+	}
+	// A success of a delivery still in flight revives at what is busy.
+	for !w.failed() {
+	}
+	w.succeeded(3)
+	if w.size != 3 {
+		t.Fatalf("revived with 3 busy: window %d, want 3", w.size)
+	}
+	if w.succeeded(3) {
+		t.Fatal("a live destination was revived")
+	}
+}
