@@ -19,15 +19,28 @@ package cleanup
 //	FILTER tr:dest     record a content filter in the envelope ("filter")
 //	DUNNO, OK          nothing
 //
-// After REJECT or DISCARD no further checks are made. REDIRECT and FILTER
-// change the envelope, which is written once the header is complete, so
-// they are honoured in header_checks; in body_checks they are logged and
-// ignored.
+// After REJECT or DISCARD no further checks are made. The last REDIRECT
+// and the last FILTER win, as in Postfix. Found in header_checks, they
+// change the envelope, which is written once the header is complete:
+// the recipients are replaced by the redirect address, the filter is the
+// envelope attribute "filter" (overriding the content_filter of the
+// receiving process). Found later (body_checks, or the MIME header checks
+// of the body), they are recorded after the content, as Postfix records
+// them in its extracted segment (lateActions): the filter as an
+// extracted-segment attribute that overrides the envelope's, the
+// redirect by marking every envelope recipient Delivered (discarded on
+// purpose) and adding the redirect address as an extracted recipient.
+// Either way qmgr delivers to the redirect address only, through the
+// filter if there is one. The redirect recipient keeps the original
+// recipient and DSN parameters of the first recipient, as Postfix's qmgr
+// delivers a redirected message through the first recipient record.
 
 import (
+	"cmp"
 	"strings"
 
 	"postern/pkg/handoff"
+	"postern/pkg/queue"
 	"postern/pkg/table"
 )
 
@@ -105,10 +118,6 @@ func (c *Cleanup) applyCheck(mc *msgCtx, maps *table.Maps, title, class, key str
 			c.log.Warning("%s: %s map: %s action without argument", mc.id, title, strings.ToUpper(verb))
 			return orig
 		}
-		if class == "body" {
-			c.log.Warning("%s: %s map: %s in body_checks is not supported; ignored", mc.id, title, strings.ToUpper(verb))
-			return orig
-		}
 		if strings.EqualFold(verb, "REDIRECT") {
 			c.logCheck(mc, "redirect", class, key, text)
 			mc.redirect = text
@@ -125,6 +134,41 @@ func (c *Cleanup) applyCheck(mc *msgCtx, maps *table.Maps, title, class, key str
 		c.log.Warning("%s: unknown command in %s map: %s", mc.id, title, verb)
 	}
 	return orig
+}
+
+// attrFilter is the queue file attribute naming the content filter.
+const attrFilter = "filter"
+
+// redirected is the recipient that replaces the message's recipients after
+// a REDIRECT to addr; first is the first of them.
+func (c *Cleanup) redirected(first queue.Recipient, addr string) queue.Recipient {
+	orig := cmp.Or(first.Orig, first.Addr)
+	if !c.enableOrig {
+		orig = ""
+	}
+	return queue.Recipient{Addr: c.qualify(addr), Orig: orig, Notify: first.Notify, ORcpt: first.ORcpt, Status: queue.Pending}
+}
+
+// lateActions records a FILTER or REDIRECT found after the envelope was
+// written (envRedirect and envFilter are what it holds): see the top of
+// this file.
+func (c *Cleanup) lateActions(w *queue.Writer, env *queue.Envelope, mc *msgCtx, envRedirect, envFilter string) error {
+	if mc.filter != envFilter {
+		if err := w.ExtractedAttr(attrFilter, mc.filter); err != nil {
+			return err
+		}
+	}
+	if mc.redirect != envRedirect {
+		for i := range env.Recipients {
+			if err := w.SetEnvelopeStatus(i, queue.Delivered); err != nil {
+				return err
+			}
+		}
+		if err := w.AddRecipient(c.redirected(env.Recipients[0], mc.redirect)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // splitDSN splits "5.7.1 text" into the enhanced status code and text.

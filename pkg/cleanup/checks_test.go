@@ -34,6 +34,8 @@ func TestChecks(t *testing.T) {
 /^drop line/    IGNORE
 /^hold body/    HOLD
 /^late/         REJECT
+/^send elsewhere/  REDIRECT body-trap@example.net
+/^scan me/      FILTER lmtp:unix:private/scanner
 `), 0o644)
 	base := "header_checks = regexp:" + hc + "\nbody_checks = pcre:" + bc + "\n"
 	tests := []struct {
@@ -48,6 +50,9 @@ func TestChecks(t *testing.T) {
 		log     string // regexp the log must match
 		rcpt    string
 		filter  string
+		cfilter string // the request's content_filter
+		flags   handoff.Flags
+		version byte // the queue file's format version, '1' unless set
 	}{
 		{name: "plain", content: "Subject: hello\n\nbody\n", status: handoff.OK, body: "Subject: hello\n\nbody\n"},
 		{name: "reject", content: "Subject: reject me\n\nbody\n", status: handoff.PermFail, dsn: "5.7.1", text: "message content rejected",
@@ -67,6 +72,15 @@ func TestChecks(t *testing.T) {
 		{name: "body replace and ignore", content: "Subject: s\n\nsecret stuff\ndrop line\nend\n", status: handoff.OK, body: "Subject: s\n\n[redacted]\nend\n"},
 		{name: "body hold", content: "Subject: s\n\nhold body\n", status: handoff.OK, queue: queue.Hold, body: "Subject: s\n\nhold body\n"},
 		{name: "body size limit", extra: "body_checks_size_limit = 10\n", content: "Subject: s\n\n0123456789\nlate\n", status: handoff.OK, body: "Subject: s\n\n0123456789\nlate\n"},
+		{name: "body redirect", content: "Subject: s\n\nhello\nsend elsewhere please\n", status: handoff.OK, body: "Subject: s\n\nhello\nsend elsewhere please\n", rcpt: "body-trap@example.net",
+			log: `: redirect: body send elsewhere please from client\.example\[192\.0\.2\.1\]; from=<s@example\.com> to=<r@example\.net> proto=ESMTP helo=<helo\.example>: body-trap@example\.net`},
+		{name: "body filter", content: "Subject: s\n\nscan me\n", status: handoff.OK, body: "Subject: s\n\nscan me\n", filter: "lmtp:unix:private/scanner", version: '2',
+			log: `: filter: body scan me from .*: lmtp:unix:private/scanner`},
+		{name: "body filter overrides content_filter", cfilter: "smtp:[127.0.0.1]:10024", content: "Subject: s\n\nscan me\n", status: handoff.OK, body: "Subject: s\n\nscan me\n", filter: "lmtp:unix:private/scanner", version: '2'},
+		{name: "content_filter", cfilter: "smtp:[127.0.0.1]:10024", content: "Subject: s\n\nbody\n", status: handoff.OK, body: "Subject: s\n\nbody\n", filter: "smtp:[127.0.0.1]:10024"},
+		{name: "header filter overrides content_filter", cfilter: "smtp:[127.0.0.1]:10024", content: "Subject: filter\n\nbody\n", status: handoff.OK, body: "Subject: filter\n\nbody\n", filter: "smtp:[127.0.0.1]:10025"},
+		{name: "no_header_body_checks", flags: handoff.External &^ handoff.FlagChecks, content: "Subject: reject me\n\nbad body here\n", status: handoff.OK, body: "Subject: reject me\n\nbad body here\n"},
+		{name: "notice gets no checks", flags: handoff.Internal, content: "Subject: reject me\n\nbad body here\n", status: handoff.OK, body: "Subject: reject me\n\nbad body here\n"},
 		{name: "drop headers", content: "Bcc: x@example.org\nReturn-Path: <a@b>\nContent-Length: 5\nResent-Bcc: y\nSubject: s\n\nbody\n", status: handoff.OK, body: "Subject: s\n\nbody\n"},
 		{name: "drop headers off", extra: "message_drop_headers =\n", content: "Bcc: x@example.org\nSubject: s\n\nbody\n", status: handoff.OK, body: "Bcc: x@example.org\nSubject: s\n\nbody\n"},
 	}
@@ -75,7 +89,10 @@ func TestChecks(t *testing.T) {
 			c, store := testCleanup(t, base+tc.extra)
 			req := &handoff.Request{Sender: "s@example.com", RewriteContext: handoff.ContextRemote, ClientName: "client.example",
 				ClientAddr: "192.0.2.1", HeloName: "helo.example", Protocol: "ESMTP",
-				Recipients: []handoff.Recipient{{Addr: "r@example.net"}}}
+				Recipients: []handoff.Recipient{{Addr: "r@example.net"}}, Filter: tc.cfilter, Flags: handoff.External, HasFlags: true}
+			if tc.flags != 0 {
+				req.Flags = tc.flags
+			}
 			os.MkdirAll(filepath.Join(store.Dir(), queue.Hold), 0o700)
 			w, err := store.Create(queue.Incoming)
 			if err != nil {
@@ -123,6 +140,16 @@ func TestChecks(t *testing.T) {
 			}
 			if got := m.Envelope.Attrs["filter"]; got != tc.filter {
 				t.Errorf("filter %q, want %q", got, tc.filter)
+			}
+			if tc.rcpt != "" {
+				// The redirect recipient keeps the original recipient.
+				if r := m.Envelope.Recipients[len(m.Envelope.Recipients)-1]; r.Orig != "r@example.net" {
+					t.Errorf("redirect recipient %+v", r)
+				}
+			}
+			raw, _ := os.ReadFile(store.Path(q, w.ID()))
+			if v := max(tc.version, '1'); len(raw) < 3 || raw[2] != v {
+				t.Errorf("format version %q, want %c", raw[:3], v)
 			}
 		})
 	}

@@ -31,6 +31,7 @@ package cleanup
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +81,10 @@ type Cleanup struct {
 	checks checks
 	// dropHeaders is message_drop_headers (lower-case names).
 	dropHeaders map[string]bool
+	// bcc is sender_bcc_maps, recipient_bcc_maps and always_bcc.
+	bcc bccConfig
+	// enableOrig is enable_original_recipient.
+	enableOrig bool
 	// wake holds at most one pending wake-up for qmgr (see waker).
 	wake chan struct{}
 }
@@ -128,6 +133,7 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 		maxRcpt:     1000000,
 		wake:        make(chan struct{}, 1),
 		appendAt:    true,
+		enableOrig:  cfg.Bool("enable_original_recipient"),
 	}
 }
 
@@ -174,8 +180,32 @@ func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
 	}
 }
 
+// with returns c, or a copy without the features flags turn off
+// (receive_override_options of the receiving process, or a notice).
+func (c *Cleanup) with(flags handoff.Flags) *Cleanup {
+	if flags&handoff.FlagMap != 0 && flags&handoff.FlagChecks != 0 && flags&handoff.FlagBCC != 0 {
+		return c
+	}
+	cc := *c
+	if flags&handoff.FlagMap == 0 {
+		cc.addr, cc.hdrRewrite, cc.valias = nil, false, nil
+	}
+	if flags&handoff.FlagChecks == 0 {
+		cc.checks = checks{}
+	}
+	if flags&handoff.FlagBCC == 0 {
+		cc.bcc = bccConfig{}
+	}
+	return &cc
+}
+
 // receive writes the envelope and content and commits the file.
 func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Reader) handoff.Result {
+	flags := handoff.Internal
+	if req.HasFlags {
+		flags = req.Flags
+	}
+	c = c.with(flags)
 	id := string(w.ID())
 	sender, err := c.rewrite(id, c.qualify(req.Sender), classEnvSender)
 	if err != nil {
@@ -195,17 +225,22 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		DSNEnvID:   req.DSNEnvID,
 	}
 	seen := make(map[string]bool, len(req.Recipients))
-	for _, r := range req.Recipients {
+	// add puts one recipient, rewritten and expanded, into the envelope.
+	add := func(r handoff.Recipient) (addr string, ok bool) {
 		addr, err := c.rewrite(id, c.qualify(r.Addr), classEnvRcpt)
 		if err != nil {
-			return deferResult()
+			return "", false
 		}
 		addrs := []string{addr}
 		if c.valias != nil {
 			var err error
 			if addrs, err = c.expandVirtual(id, addr); err != nil {
-				return deferResult()
+				return "", false
 			}
+		}
+		orig := r.Addr
+		if !c.enableOrig {
+			orig = ""
 		}
 		for _, a := range addrs {
 			key := strings.ToLower(a)
@@ -213,11 +248,43 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 				continue
 			}
 			seen[key] = true
-			env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, Orig: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
+			env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, Orig: orig, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
+		}
+		return addr, true
+	}
+	var bccs []string
+	if c.bcc.sender != nil && env.Sender != "" {
+		b, err := c.bccLookup(id, c.bcc.sender, "sender_bcc_maps", env.Sender)
+		if err != nil {
+			return deferResult()
+		}
+		bccs = append(bccs, b...)
+	}
+	for _, r := range req.Recipients {
+		addr, ok := add(r)
+		if !ok {
+			return deferResult()
+		}
+		if c.bcc.rcpt != nil {
+			b, err := c.bccLookup(id, c.bcc.rcpt, "recipient_bcc_maps", addr)
+			if err != nil {
+				return deferResult()
+			}
+			bccs = append(bccs, b...)
 		}
 	}
 	if len(env.Recipients) == 0 {
 		return handoff.Result{Status: handoff.PermFail, DSN: "5.1.3", Text: "Error: no recipients specified"}
+	}
+	if c.bcc.always != "" {
+		bccs = append(bccs, c.bcc.always)
+	}
+	// Automatic BCC recipients are added as with NOTIFY=NEVER, as Postfix
+	// 2.3 and later do: the sender never hears about them.
+	for _, b := range bccs {
+		if _, ok := add(handoff.Recipient{Addr: b, Notify: "NEVER"}); !ok {
+			return deferResult()
+		}
 	}
 	mc := &msgCtx{
 		id:         id,
@@ -233,13 +300,16 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 	}
 	// The envelope is written when the content starts or, with
 	// header_checks, once the header has been checked: REDIRECT and FILTER
-	// change it.
+	// change it. The content filter of the receiving process
+	// (content_filter) is recorded unless a FILTER action overrides it.
+	var envRedirect, envFilter string
 	writeEnvelope := func() error {
+		envRedirect, envFilter = mc.redirect, mc.filter
 		if mc.redirect != "" {
-			env.Recipients = []queue.Recipient{{Addr: c.qualify(mc.redirect), Status: queue.Pending}}
+			env.Recipients = []queue.Recipient{c.redirected(env.Recipients[0], mc.redirect)}
 		}
-		if mc.filter != "" {
-			env.Attrs = map[string]string{"filter": mc.filter}
+		if f := cmp.Or(mc.filter, req.Filter); f != "" {
+			env.Attrs = map[string]string{attrFilter: f}
 		}
 		if err := w.Envelope(&env); err != nil {
 			c.log.Warning("%s: write queue file: %v", id, err)
@@ -248,6 +318,9 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		return nil
 	}
 	msgID, err := c.copyContent(w, content, mc, writeEnvelope)
+	if err == nil && mc.reject == nil && !mc.discard && mc.rewriteErr == nil {
+		err = c.lateActions(w, &env, mc, envRedirect, envFilter)
+	}
 	if err == nil && mc.rewriteErr != nil {
 		return deferResult()
 	}

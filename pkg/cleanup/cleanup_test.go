@@ -34,12 +34,16 @@ func testCleanup(t *testing.T, extra string) (*Cleanup, *queue.Store) {
 }
 
 // run passes content through cleanup and returns the verdict and, when
-// queued, the stored message.
+// queued, the stored message. A request without flags is treated as
+// smtpd's (handoff.External), not as a notice.
 func run(t *testing.T, c *Cleanup, store *queue.Store, req *handoff.Request, content string) (handoff.Result, *queue.Message, string) {
 	t.Helper()
 	w, err := store.Create(queue.Incoming)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !req.HasFlags {
+		req.Flags, req.HasFlags = handoff.External, true
 	}
 	res := c.receive(req, w, strings.NewReader(content))
 	if res.Status != handoff.OK {

@@ -56,6 +56,9 @@ func (c *Cleanup) openTables(cfg *config.Config) error {
 	if err := c.openRewrite(cfg, open, delim, propagate["canonical"], local); err != nil {
 		return err
 	}
+	if err := c.openBCC(cfg, open, delim, local); err != nil {
+		return err
+	}
 	return c.openChecks(cfg, open)
 }
 

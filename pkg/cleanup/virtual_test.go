@@ -10,10 +10,13 @@ import (
 	"postern/pkg/queue"
 )
 
+// rcptAddrs lists the recipients still to be delivered.
 func rcptAddrs(m *queue.Message) []string {
 	var out []string
 	for _, r := range m.Envelope.Recipients {
-		out = append(out, r.Addr)
+		if !r.Status.Done() {
+			out = append(out, r.Addr)
+		}
 	}
 	return out
 }

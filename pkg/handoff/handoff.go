@@ -8,13 +8,21 @@
 //	client  → cleanup  open  {req=open, sender, client_name, client_addr,
 //	                          helo, protocol, auth_user, body_type, smtputf8,
 //	                          dsn_ret, dsn_envid, rewrite_context,
-//	                          full_name (optional)}
+//	                          full_name, filter, flags (optional)}
 //	client  → cleanup  rcpt  {req=rcpt, addr, notify, orcpt}   (1..n)
 //	client  → cleanup  start {req=start}
 //	cleanup → client   {queue_id}                  (or a final reply: refused)
 //	client  → cleanup  data  {req=data, data}      (0..n chunks of content)
 //	client  → cleanup  end   {req=end}
 //	cleanup → client   {status, dsn, text, queue_id}
+//
+// filter is the content filter (content_filter) the receiving process
+// asks for: "transport:nexthop", recorded in the queue file for qmgr.
+// flags are Postfix's cleanup flags (Flags, decimal): which of cleanup's
+// optional processing applies. smtpd and pickup send External less what
+// their receive_override_options turn off; a request without flags (mail
+// made by Postern itself: notices) gets Internal, as Postfix's bounce
+// daemon asks for CLEANUP_FLAG_MASK_INTERNAL.
 //
 // The content is the message as received, header and body, with LF line
 // endings (the client converts CRLF). A final reply with status "ok" means
@@ -26,6 +34,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"postern/pkg/ipc"
@@ -49,6 +59,8 @@ const (
 	attrEnvID   = "dsn_envid"
 	attrContext = "rewrite_context"
 	attrName    = "full_name"
+	attrFilter  = "filter"
+	attrFlags   = "flags"
 	attrAddr    = "addr"
 	attrNotify  = "notify"
 	attrORcpt   = "orcpt"
@@ -64,6 +76,53 @@ const (
 	ContextLocal  = "local"
 	ContextRemote = "remote"
 )
+
+// Flags select cleanup's optional processing, as Postfix's cleanup flags.
+type Flags uint32
+
+const (
+	// FlagChecks: header_checks, body_checks and the MIME checks
+	// (CLEANUP_FLAG_FILTER).
+	FlagChecks Flags = 1 << iota
+	// FlagMap: canonical mapping, masquerading and virtual alias
+	// expansion (CLEANUP_FLAG_MAP_OK).
+	FlagMap
+	// FlagBCC: automatic BCC recipients, always_bcc, sender_bcc_maps and
+	// recipient_bcc_maps (CLEANUP_FLAG_BCC_OK).
+	FlagBCC
+	// FlagMilter: milters (CLEANUP_FLAG_MILTER); Postern has none yet.
+	FlagMilter
+)
+
+// External is the processing of mail that enters from outside: SMTP and
+// sendmail. Internal is that of mail Postern makes itself (notices).
+const (
+	External = FlagChecks | FlagMap | FlagBCC | FlagMilter
+	Internal = FlagMap
+)
+
+// ReceiveOverride reads receive_override_options (postconf(5)) as
+// Postfix's input_transp_mask does: the flags a receiving process sends
+// to cleanup, and whether no_unknown_recipient_checks is set (smtpd then
+// accepts unknown recipients). An unknown option is an error.
+func ReceiveOverride(options []string) (flags Flags, noUnknownRcpt bool, err error) {
+	flags = External
+	for _, o := range options {
+		switch strings.ToLower(o) {
+		case "no_unknown_recipient_checks":
+			noUnknownRcpt = true
+		case "no_address_mappings":
+			flags &^= FlagMap | FlagBCC
+		case "no_header_body_checks":
+			flags &^= FlagChecks
+		case "no_milters":
+			flags &^= FlagMilter
+		default:
+			return 0, false, fmt.Errorf("unknown receive_override_options value %q", o)
+		}
+	}
+	return flags, noUnknownRcpt, nil
+}
 
 // Recipient is one envelope recipient with its DSN parameters.
 type Recipient struct {
@@ -86,7 +145,12 @@ type Request struct {
 	DSNEnvID       string
 	RewriteContext string
 	FullName       string // the sender's name for an added From: (sendmail -F)
-	Recipients     []Recipient
+	Filter         string // content_filter, "transport:nexthop", or ""
+	// Flags is the processing asked for when HasFlags is set (smtpd and
+	// pickup set both); without HasFlags cleanup applies Internal.
+	Flags      Flags
+	HasFlags   bool
+	Recipients []Recipient
 }
 
 // Status classifies cleanup's verdict.
@@ -158,6 +222,12 @@ func Open(path string, req *Request, timeout time.Duration) (*Stream, error) {
 	a.Add(attrContext, req.RewriteContext)
 	if req.FullName != "" {
 		a.Add(attrName, req.FullName)
+	}
+	if req.Filter != "" {
+		a.Add(attrFilter, req.Filter)
+	}
+	if req.HasFlags {
+		a.Add(attrFlags, strconv.FormatUint(uint64(req.Flags), 10))
 	}
 	if err := c.Send(a); err != nil {
 		c.Close()
@@ -281,6 +351,15 @@ func ReadRequest(c *ipc.Conn, maxRcpt int) (*Request, error) {
 		DSNEnvID:       a.Str(attrEnvID),
 		RewriteContext: a.Str(attrContext),
 		FullName:       a.Str(attrName),
+		Filter:         a.Str(attrFilter),
+		Flags:          Internal,
+	}
+	if v, ok := a.Get(attrFlags); ok {
+		f, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || Flags(f)&^External != 0 {
+			return nil, fmt.Errorf("handoff: bad flags %q", v)
+		}
+		req.Flags, req.HasFlags = Flags(f), true
 	}
 	for {
 		a, err := c.Read()

@@ -97,6 +97,10 @@ type Pickup struct {
 	ownerUID    int // owner of maildrop/ (mail_owner)
 	wake        chan struct{}
 	now         func() time.Time
+	// filter is content_filter and flags receive_override_options as
+	// cleanup flags: pickup passes both to cleanup, as Postfix's does.
+	filter string
+	flags  handoff.Flags
 }
 
 // New builds the pickup service and starts its scanner goroutine.
@@ -122,7 +126,13 @@ func newPickup(cfg *config.Config, log *maillog.Logger) (*Pickup, error) {
 		mailName:    cfg.Get("mail_name"),
 		wake:        make(chan struct{}, 1),
 		now:         time.Now,
+		filter:      cfg.Get("content_filter"),
 	}
+	flags, _, err := handoff.ReceiveOverride(cfg.List("receive_override_options"))
+	if err != nil {
+		return nil, fmt.Errorf("pickup: %w", err)
+	}
+	p.flags = flags
 	var st syscall.Stat_t
 	if err := syscall.Stat(p.dir, &st); err != nil {
 		return nil, fmt.Errorf("pickup: %s: %w", p.dir, err)
@@ -285,6 +295,9 @@ func (p *Pickup) pickup(id queue.ID) (bool, error) {
 		DSNEnvID:       env.DSNEnvID,
 		RewriteContext: handoff.ContextLocal,
 		FullName:       env.Attrs[drop.AttrFullName],
+		Filter:         p.filter,
+		Flags:          p.flags,
+		HasFlags:       true,
 	}
 	if env.Attrs[drop.AttrRewrite] == "remote" {
 		req.RewriteContext = handoff.ContextRemote

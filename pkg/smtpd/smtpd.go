@@ -64,6 +64,11 @@ type Server struct {
 	timeout     time.Duration
 	ipcTimeout  time.Duration
 	peerLookup  bool
+	// filter is content_filter, flags receive_override_options as
+	// cleanup flags; noUnknownRcpt is its no_unknown_recipient_checks.
+	filter        string
+	flags         handoff.Flags
+	noUnknownRcpt bool
 
 	gs    *smtp.Server
 	conns chan net.Conn
@@ -105,7 +110,11 @@ func NewServer(cfg *config.Config, log *maillog.Logger) (*Server, error) {
 		timeout:     cfg.Duration("smtpd_timeout"),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
 		peerLookup:  cfg.Bool("smtpd_peername_lookup"),
+		filter:      cfg.Get("content_filter"),
 		conns:       make(chan net.Conn),
+	}
+	if s.flags, s.noUnknownRcpt, err = handoff.ReceiveOverride(cfg.List("receive_override_options")); err != nil {
+		return nil, err
 	}
 	if err := s.checkRules(); err != nil {
 		return nil, err
@@ -423,6 +432,11 @@ func (ss *session) applyRules(rules []string, to string) error {
 }
 
 func (ss *session) checkUnlisted(to string) error {
+	if ss.s.noUnknownRcpt {
+		// receive_override_options=no_unknown_recipient_checks: the
+		// explicit and the implicit reject_unlisted_recipient both pass.
+		return nil
+	}
 	known, err := ss.s.resolver.Known(to)
 	if err != nil {
 		return ss.tableError(err, to)
@@ -458,6 +472,9 @@ func (ss *session) Data(r io.Reader) error {
 		DSNRet:         string(ss.mailOpts.Return),
 		DSNEnvID:       ss.mailOpts.EnvelopeID,
 		RewriteContext: handoff.ContextRemote,
+		Filter:         ss.s.filter,
+		Flags:          ss.s.flags,
+		HasFlags:       true,
 		Recipients:     ss.rcpts,
 	}
 	if ss.s.localClient(ss.client.ip) {
