@@ -148,8 +148,11 @@ func (j *recipientJob) passTo(param, service string) {
 		j.add(outcome{Status: deliver.Defer, DSN: "4.3.0", Text: err.Error()})
 		return
 	}
-	res.Index = j.r.Index
-	j.addPassed(res)
+	// Only the recipient's outcome comes back: what the other agent says
+	// about its own next hop is no news about local's destination, which
+	// qmgr would otherwise hold against it (Postfix: "can't pass back hop
+	// status info because the problem is with a different transport").
+	j.addPassed(outcome{Index: j.r.Index, Status: res.Status, DSN: res.DSN, Text: res.Text})
 }
 
 // errTransport is a failed hand-off, with Postfix's deliver_pass texts.
