@@ -21,8 +21,8 @@ import (
 type lmtpSink struct {
 	addr  string
 	relay string // as the lmtp agent logs it: 127.0.0.1[127.0.0.1]:port
-	mu   sync.Mutex
-	msgs []lmtpMsg
+	mu    sync.Mutex
+	msgs  []lmtpMsg
 }
 
 type lmtpMsg struct {
