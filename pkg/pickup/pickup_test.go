@@ -258,3 +258,23 @@ func TestPickupWatches(t *testing.T) {
 	}
 	e.p.Wake(ctx, 'W')
 }
+
+// TestPickupFilterAndOverride: content_filter and receive_override_options
+// reach cleanup with the message; an unknown option is refused at start.
+func TestPickupFilterAndOverride(t *testing.T) {
+	e := newEnv(t, "content_filter = smtp:[127.0.0.1]:10025\nreceive_override_options = no_address_mappings")
+	cl := startCleanup(t, e.p.cleanupPath, handoff.OK)
+	e.drop(t, "Subject: x\n\nbody\n")
+	e.p.Scan(context.Background())
+	got := cl.received()
+	if len(got) != 1 {
+		t.Fatalf("cleanup got %d messages", len(got))
+	}
+	if r := got[0].req; r.Filter != "smtp:[127.0.0.1]:10025" || !r.HasFlags || r.Flags != handoff.FlagChecks|handoff.FlagMilter {
+		t.Errorf("request filter %q flags %v (%v)", r.Filter, r.Flags, r.HasFlags)
+	}
+	cfg, _ := config.Parse(strings.NewReader("queue_directory = "+e.store.Dir()+"\nreceive_override_options = no_such_option\n"), "main.cf")
+	if _, err := newPickup(cfg, nil); err == nil || !strings.Contains(err.Error(), "no_such_option") {
+		t.Errorf("unknown option: %v", err)
+	}
+}
