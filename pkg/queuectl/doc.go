@@ -50,10 +50,19 @@
 // uses too), or with -j one JSON object per line with the members of
 // postqueue -j in its order: queue_name, queue_id, arrival_time,
 // message_size, forced_expire (always false: Postern has no forced
-// expiry), sender, recipients (orig_address, address). Only recipients
-// still to be delivered are listed. Postern keeps no defer logs, so no
-// "(reason)" lines and no delay_reason members are shown; Postfix omits
-// both when it has no reason either.
+// expiry), sender, recipients (orig_address, address, and delay_reason
+// when there is one). Only recipients still to be delivered are listed.
+//
+// The reasons come from the message's defer log (queue.Store.ReadDeferLog,
+// defer/ID), to which qmgr appends each deferral of the last delivery
+// attempt. As showq does, the recipients named in the log come first, in
+// its order, then the others; in mailq's format a line "(reason)",
+// right-aligned to column 78 (a longer reason starts at column 1), stands
+// above each run of recipients with the same reason, and
+// "(reason unavailable)" above recipients without one that follow some
+// with one. Log records of recipients no longer pending are not shown. A
+// log that cannot be read shows no reasons; the listing goes on. Delete
+// removes the message's defer log with it.
 //
 // # Show
 //
