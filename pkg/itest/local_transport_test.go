@@ -290,3 +290,41 @@ func TestLocalLuserRelay(t *testing.T) {
 		t.Errorf("luser_relay naming the recipient:\n%s", in2.Log())
 	}
 }
+
+// For an account, mailbox_transport comes after .forward: a .forward
+// that keeps a copy ("\user, address") forwards the address and passes
+// the user's own copy to the transport instead of the mail spool.
+func TestLocalMailboxTransportAccount(t *testing.T) {
+	needRoot(t)
+	sink := startLMTPSink(t)
+	in := NewInstance(t, Options{NoStart: true, MasterCf: "lmtp      unix  -       -       n       -       -       lmtp"})
+	amy := addUser(t, in.Dir, "m")
+	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nmailbox_transport = lmtp:inet:%s\nmail_spool_directory = %s/spool\n", localDomain, sink.addr, in.Dir))
+	fwd := filepath.Join(amy.Home, ".forward")
+	if err := os.WriteFile(fwd, []byte("\\"+amy.Name+", other@itest.test\n"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(fwd, amy.UID, amy.GID); err != nil {
+		t.Fatal(err)
+	}
+	in.Start()
+	to := amy.Name + "@" + localDomain
+	text, err := send(t, in.Addr, "user@itest.test", []string{to}, "Subject: account\r\n\r\nfor an account\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(text, "2.0.0 Ok: queued as ")
+	m := sink.wait(t, in, to, 15*time.Second)
+	if !strings.HasSuffix(m.data, "\r\n\r\nfor an account\r\n") {
+		t.Errorf("LMTP got:\n%s", m.data)
+	}
+	in.WaitMaildir("itest.test/other", 1, 15*time.Second)
+	if !in.WaitLog(id+": removed", 10*time.Second) {
+		t.Fatalf("not finished\n%s", in.Log())
+	}
+	lines := grepLines(in.Log(), id+": to=<"+to+">")
+	if !strings.Contains(lines, "relay=local") || !strings.Contains(lines, "(forwarded as ") ||
+		!strings.Contains(lines, "relay="+sink.relay) || strings.Contains(lines, "delivered to mailbox") {
+		t.Errorf("delivery lines:\n%s", lines)
+	}
+}
