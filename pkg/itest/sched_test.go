@@ -248,6 +248,7 @@ func TestDeadDestination(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	sessions, _, _, _, _ := dead.stats()
+	t.Logf("dead destination: %d sessions", sessions)
 	// Default initial_destination_concurrency is 5: at most one window's
 	// worth of sessions before the destination is dead.
 	if sessions < 1 || sessions > 5 {
@@ -392,5 +393,34 @@ func TestRateDelay(t *testing.T) {
 		if gap := starts[k].Sub(starts[k-1]); gap < 900*time.Millisecond {
 			t.Errorf("delivery %d began %v after the previous, want >= 1s", k, gap)
 		}
+	}
+}
+
+// TestSlowDestinationFairness: a destination that answers slowly holds
+// only its own window; mail for another destination flows meanwhile.
+func TestSlowDestinationFairness(t *testing.T) {
+	slow := newSchedServer(t, "", 4*time.Second)
+	live := newSchedServer(t, "", 0)
+	in := schedInstance(t, "", map[string]int{"slow.example": slow.port(), "live.example": live.port()})
+	const n = 20
+	sendN(t, in, "x@slow.example", n)
+	start := time.Now()
+	sendN(t, in, "y@live.example", n)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, _, msgs, _, _ := live.stats()
+		if msgs >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("live destination got %d of %d messages in 3s while another is slow\n%s", msgs, n, in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("live destination had all %d messages after %v", n, time.Since(start))
+	// Until its first delivery ends, the slow destination has at most
+	// the initial window.
+	if _, maxTx, msgs, _, _ := slow.stats(); msgs == 0 && maxTx > 5 {
+		t.Errorf("slow destination: %d deliveries at once, want at most 5", maxTx)
 	}
 }

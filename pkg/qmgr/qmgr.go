@@ -77,6 +77,7 @@ type Qmgr struct {
 	runDelay    time.Duration
 	lifetime    time.Duration
 	ipcTimeout  time.Duration
+	delims      string // recipient_delimiter
 	notices     notices
 
 	incoming chan struct{}
@@ -117,18 +118,18 @@ type message struct {
 }
 
 type job struct {
-	msg                *message
-	rcpts              []int
-	transport, nexthop string
-	dest               *dest // set under q.mu when the job is queued
+	msg                       *message
+	rcpts                     []int
+	transport, queue, nexthop string // queue: the destination's name (queueName)
+	dest                      *dest  // set under q.mu when the job is queued
 }
 
 // dest is one destination's queue (Postfix's in-core QMGR_QUEUE): jobs
 // waiting, jobs running, and the concurrency window (sched.go). It exists
 // while it has jobs, is dead or is pausing; all of it is under q.mu.
 type dest struct {
-	key                string
-	transport, nexthop string
+	key                      string
+	transport, name, nexthop string
 	win                window
 	running            int
 	pending            []*job
@@ -174,6 +175,7 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 		runDelay:    cfg.Duration("queue_run_delay"),
 		lifetime:    cfg.Duration("maximal_queue_lifetime"),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
+		delims:      cfg.Get("recipient_delimiter"),
 		incoming:    make(chan struct{}, 1),
 		deferred:    make(chan bool, 1),
 		active:      map[queue.ID]*message{},
@@ -195,6 +197,7 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 func (q *Qmgr) Wake(ctx context.Context, b byte) {
 	switch b {
 	case TriggerFlush:
+		q.reviveDead()
 		q.signalDeferred(true)
 		q.signalIncoming()
 	default:
@@ -376,7 +379,7 @@ func (q *Qmgr) load(id queue.ID) {
 			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "4.4.7", Text: "message expired"}, "expired", "none", "")
 			continue
 		}
-		res, err := q.resolver.Resolve(r.Addr)
+		res, err := q.route(env, r.Addr) // a content filter overrides the resolver (filter.go)
 		if err != nil {
 			q.log.Warning("%s: resolve %s: %v", id, r.Addr, err)
 			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.3.0", Text: "address resolver failure"}, "", "none", "")
@@ -395,10 +398,16 @@ func (q *Qmgr) load(id queue.ID) {
 			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Sent, DSN: "2.0.0", Text: "discarded"}, "", "none", "")
 			continue
 		}
-		key := res.Transport + "\x00" + strings.ToLower(res.Nexthop)
+		limit := q.recipientLimit(res.Transport)
+		rcpt := res.Recipient
+		if rcpt == "" {
+			rcpt = r.Addr
+		}
+		name := queueName(rcpt, res.Nexthop, q.delims, limit == 1)
+		key := res.Transport + "\x00" + name
 		j := groups[key]
-		if j == nil || len(j.rcpts) >= q.recipientLimit(res.Transport) {
-			j = &job{msg: msg, transport: res.Transport, nexthop: res.Nexthop}
+		if j == nil || len(j.rcpts) >= limit {
+			j = &job{msg: msg, transport: res.Transport, queue: name, nexthop: res.Nexthop}
 			groups[key] = j
 			order = append(order, j)
 		}
@@ -415,7 +424,7 @@ func (q *Qmgr) load(id queue.ID) {
 		return
 	}
 	for _, j := range order {
-		j.dest = q.dest(j.transport, j.nexthop)
+		j.dest = q.dest(j.transport, j.queue, j.nexthop)
 		j.dest.pending = append(j.dest.pending, j)
 	}
 	for _, j := range order {
@@ -446,13 +455,13 @@ func (q *Qmgr) recipientLimit(transport string) int {
 	return n
 }
 
-// dest returns the queue of a destination, made when first needed. q.mu
-// is held.
-func (q *Qmgr) dest(transport, nexthop string) *dest {
-	key := transport + "\x00" + strings.ToLower(nexthop)
+// dest returns the queue of a destination (its name from queueName), made
+// when first needed. q.mu is held.
+func (q *Qmgr) dest(transport, name, nexthop string) *dest {
+	key := transport + "\x00" + name
 	d := q.dests[key]
 	if d == nil {
-		d = &dest{key: key, transport: transport, nexthop: nexthop, win: newWindow(q.schedParams(transport))}
+		d = &dest{key: key, transport: transport, name: name, nexthop: nexthop, win: newWindow(q.schedParams(transport))}
 		q.dests[key] = d
 	}
 	return d
@@ -521,20 +530,8 @@ func (q *Qmgr) runJob(j *job) {
 	results, err := q.call(j.dest.transport, req)
 	q.record(j, results, err, nil)
 	q.mu.Lock()
-	d := j.dest
-	if err == nil {
-		// An agent that failed (err) says nothing about the destination,
-		// as a crashed Postfix agent gives no queue feedback.
-		q.feedback(d, results)
-	}
-	d.running--
-	if p := d.win.p; p.rateDelay > 0 && !d.win.dead() && !q.closing {
-		d.paused = true
-		d.pause = time.AfterFunc(p.rateDelay, func() { q.wake(d, false) })
-	}
 	done := q.jobDone(j)
-	q.dispatch(d)
-	q.release(d)
+	q.delivered(j.dest, results, err)
 	q.mu.Unlock()
 	if done {
 		q.finish(msg)
@@ -579,6 +576,23 @@ func (q *Qmgr) record(j *job, results []deliver.Result, err error, suspended *de
 			}
 		}
 	}
+}
+
+// delivered accounts for a finished delivery to d: feedback, the rate
+// delay pause, and the next jobs. q.mu is held.
+func (q *Qmgr) delivered(d *dest, results []deliver.Result, err error) {
+	if err == nil {
+		// An agent that failed (err) says nothing about the destination,
+		// as a crashed Postfix agent gives no queue feedback.
+		q.feedback(d, results)
+	}
+	d.running--
+	if p := d.win.p; p.rateDelay > 0 && !d.win.dead() && !q.closing {
+		d.paused = true
+		d.pause = time.AfterFunc(p.rateDelay, func() { q.wake(d, false) })
+	}
+	q.dispatch(d)
+	q.release(d)
 }
 
 // feedback adjusts d's window after a delivery: a site failure (the
@@ -664,7 +678,7 @@ func (q *Qmgr) stopScheduling() {
 
 func (q *Qmgr) debugWindow(fn string, d *dest) {
 	if d.win.p.debug {
-		q.log.Printf("%s: queue %s: %s", fn, strings.ToLower(d.nexthop), d.win.String())
+		q.log.Printf("%s: queue %s: %s", fn, d.name, d.win.String())
 	}
 }
 

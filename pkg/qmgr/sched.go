@@ -26,7 +26,27 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"postern/pkg/address"
 )
+
+// queueName names a recipient's destination queue: the next hop, or, for
+// a transport with a recipient limit of 1 (local), the recipient's local
+// part without its extension "@" the next hop, so that concurrency and
+// feedback are per recipient (Postfix's qmgr_message_resolve: "delivery
+// concurrency is changed from per-domain into per-recipient"). Folded to
+// lower case.
+func queueName(rcpt, nexthop, delims string, perRecipient bool) string {
+	if !perRecipient {
+		return strings.ToLower(nexthop)
+	}
+	local := rcpt
+	if at := strings.LastIndexByte(rcpt, '@'); at >= 0 {
+		local = rcpt[:at]
+	}
+	local, _ = address.StripExtension(local, delims)
+	return strings.ToLower(local + "@" + nexthop)
+}
 
 // feedback is a window adjustment: base, or base/window when perWindow
 // ("1/concurrency").
@@ -251,4 +271,24 @@ func (q *Qmgr) feedbackParam(transport, kind string) feedback {
 		return feedback{base: 1}
 	}
 	return f
+}
+
+// reviveDead gives every dead destination another chance at once: a
+// flush asks for delivery now, and Postfix's qmgr unthrottles the dead
+// queues that flushed mail goes to.
+func (q *Qmgr) reviveDead() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, d := range q.dests {
+		if !d.win.dead() {
+			continue
+		}
+		if d.revive != nil {
+			d.revive.Stop()
+			d.revive = nil
+		}
+		d.win.succeeded(d.running)
+		q.debugWindow("qmgr_queue_unthrottle", d)
+		q.release(d)
+	}
 }

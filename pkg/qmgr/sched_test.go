@@ -1,8 +1,12 @@
 package qmgr
 
 import (
+	"errors"
 	"math"
 	"testing"
+	"time"
+
+	"postern/pkg/deliver"
 )
 
 func TestParseFeedback(t *testing.T) {
@@ -215,5 +219,182 @@ func TestWindowRevive(t *testing.T) {
 	}
 	if w.succeeded(3) {
 		t.Fatal("a live destination was revived")
+	}
+}
+
+func TestQueueName(t *testing.T) {
+	for _, c := range []struct {
+		rcpt, nexthop, delims string
+		per                   bool
+		want                  string
+	}{
+		{"User@Example.COM", "Example.COM", "+", false, "example.com"},
+		{"User+ext@example.com", "example.com", "+", true, "user@example.com"},
+		{"joe-x@host", "mta.test", "+-", true, "joe@mta.test"},
+		{"joe+x@host", "mta.test", "", true, "joe+x@mta.test"},
+		{"+x@host", "mta.test", "+", true, "+x@mta.test"},
+		{"\"a@b\"@host", "h", "+", true, "\"a@b\"@h"},
+		{"bare", "h", "+", true, "bare@h"},
+	} {
+		if got := queueName(c.rcpt, c.nexthop, c.delims, c.per); got != c.want {
+			t.Errorf("queueName(%q, %q, %q, %v) = %q, want %q", c.rcpt, c.nexthop, c.delims, c.per, got, c.want)
+		}
+	}
+}
+
+// testDest makes a Qmgr with one destination whose delivery is in flight.
+func testDest(p *schedParams) (*Qmgr, *dest) {
+	q := &Qmgr{dests: map[string]*dest{}}
+	d := &dest{key: "smtp\x00x.example", transport: "smtp", name: "x.example", nexthop: "x.example", win: newWindow(p), running: 1}
+	q.dests[d.key] = d
+	return q, d
+}
+
+// waitFor polls cond under q.mu until it holds or the timeout passes.
+func waitFor(q *Qmgr, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		q.mu.Lock()
+		ok := cond()
+		q.mu.Unlock()
+		if ok {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDestDeathAndRevival(t *testing.T) {
+	p := params(1, 20, 1, "1", "1")
+	p.retry = 100 * time.Millisecond
+	q, d := testDest(p)
+	site := deliver.Result{Status: deliver.Defer, DSN: "4.4.1", Text: "connect to x.example[192.0.2.1]:25: Connection refused", Site: true}
+	died := time.Now()
+	q.mu.Lock()
+	q.delivered(d, []deliver.Result{site}, nil)
+	if !d.win.dead() {
+		t.Fatalf("window 1, one site failure: not dead: %s", d.win.String())
+	}
+	want := "delivery temporarily suspended: connect to x.example[192.0.2.1]:25: Connection refused"
+	if d.reason.Text != want || d.reason.DSN != "4.4.1" || d.reason.Status != deliver.Defer {
+		t.Errorf("reason %+v, want 4.4.1 %q", d.reason, want)
+	}
+	if q.dests[d.key] != d {
+		t.Error("a dead destination was forgotten")
+	}
+	q.mu.Unlock()
+	if !waitFor(q, 5*time.Second, func() bool { return !d.win.dead() }) {
+		t.Fatal("dead destination not revived after the back-off")
+	}
+	if since := time.Since(died); since < p.retry {
+		t.Errorf("revived after %v, before the back-off %v", since, p.retry)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d.win.size != 1 {
+		t.Errorf("revived window %d, want the initial 1", d.win.size)
+	}
+	if _, ok := q.dests[d.key]; ok {
+		t.Error("an idle revived destination is still held")
+	}
+}
+
+func TestDestFeedbackKinds(t *testing.T) {
+	q, d := testDest(params(5, 20, 1, "1", "1"))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// A recipient's deferral or bounce is no site failure: positive.
+	q.delivered(d, []deliver.Result{{Status: deliver.Defer, DSN: "4.2.2", Text: "mailbox full"}, {Status: deliver.Bounce, DSN: "5.1.1"}}, nil)
+	if d.win.size != 6 {
+		t.Errorf("after a recipient-level deferral window %d, want 6", d.win.size)
+	}
+	// An agent that failed gives no feedback.
+	d.running = 1
+	q.delivered(d, nil, errors.New("transport smtp unavailable"))
+	if d.win.size != 6 {
+		t.Errorf("after an agent failure window %d, want 6", d.win.size)
+	}
+	// A site failure shrinks it (feedback 1: the first step overshoots
+	// by one, as Postfix's hysteresis does).
+	d.running = 1
+	q.delivered(d, []deliver.Result{{Status: deliver.Defer, DSN: "4.4.2", Text: "lost connection", Site: true}}, nil)
+	if d.win.size != 4 || d.win.dead() {
+		t.Errorf("after a site failure window %d, want 4", d.win.size)
+	}
+	// A bad status in a site failure is sanitized.
+	d.win.size = 1
+	d.running = 1
+	q.delivered(d, []deliver.Result{{Status: deliver.Defer, DSN: "2.0.0", Text: "", Site: true}}, nil)
+	if !d.win.dead() || d.reason.DSN != "4.0.0" || d.reason.Text != "delivery temporarily suspended: unknown error" {
+		t.Errorf("dead %v reason %+v", d.win.dead(), d.reason)
+	}
+	q.closing = true
+	d.revive.Stop()
+}
+
+func TestDestRateDelayPause(t *testing.T) {
+	p := params(1, 1, 1, "1", "1")
+	p.rateDelay = 100 * time.Millisecond
+	q, d := testDest(p)
+	q.mu.Lock()
+	q.delivered(d, []deliver.Result{{Status: deliver.Sent}}, nil)
+	paused := time.Now()
+	if !d.paused || q.dests[d.key] != d {
+		t.Fatal("no pause after a delivery with a rate delay")
+	}
+	if d.win.size != 1 {
+		t.Errorf("window %d with a rate delay, want 1", d.win.size)
+	}
+	q.mu.Unlock()
+	if !waitFor(q, 5*time.Second, func() bool { return !d.paused }) {
+		t.Fatal("pause never ended")
+	}
+	if since := time.Since(paused); since < p.rateDelay-5*time.Millisecond {
+		t.Errorf("pause ended after %v, want %v", since, p.rateDelay)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.dests[d.key]; ok {
+		t.Error("an idle destination is still held after its pause")
+	}
+}
+
+func TestReviveDeadOnFlush(t *testing.T) {
+	p := params(2, 20, 1, "1", "1")
+	p.retry = time.Hour
+	q, d := testDest(p)
+	d.win.size = 1
+	q.mu.Lock()
+	q.delivered(d, []deliver.Result{{Status: deliver.Defer, DSN: "4.4.1", Site: true}}, nil)
+	dead := d.win.dead()
+	q.mu.Unlock()
+	if !dead {
+		t.Fatal("not dead")
+	}
+	q.reviveDead()
+	if d.win.dead() || d.win.size != 2 || d.revive != nil {
+		t.Errorf("after a flush: dead %v window %d timer %v", d.win.dead(), d.win.size, d.revive)
+	}
+	if _, ok := q.dests[d.key]; ok {
+		t.Error("an idle revived destination is still held")
+	}
+}
+
+func TestStopScheduling(t *testing.T) {
+	p := params(1, 1, 1, "1", "1")
+	p.rateDelay = 20 * time.Millisecond
+	q, d := testDest(p)
+	q.mu.Lock()
+	q.delivered(d, []deliver.Result{{Status: deliver.Sent}}, nil)
+	q.mu.Unlock()
+	q.stopScheduling()
+	time.Sleep(60 * time.Millisecond)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !d.paused {
+		t.Error("a stopped qmgr still ran a pause timer")
 	}
 }
