@@ -86,3 +86,31 @@ func TestFilterAndFlags(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadRequest: whatever a client sends in its open frame, ReadRequest
+// returns an error or a request whose flags cleanup knows; never a panic.
+func FuzzReadRequest(f *testing.F) {
+	f.Add("smtp:[127.0.0.1]:10024", "15", "a@example.org")
+	f.Add("", "", "")
+	f.Add("x", "99999999999999999999", "\x00")
+	f.Add("x", "-1", "b")
+	f.Fuzz(func(t *testing.T, filter, flags, addr string) {
+		client, srv := net.Pipe()
+		defer client.Close()
+		defer srv.Close()
+		go func() {
+			c := ipc.NewConn(client, ipc.Options{Timeout: 5 * time.Second, MaxFrame: 1 << 20})
+			c.Send(ipc.Attrs{{Name: "req", Value: "open"}, {Name: "filter", Value: filter}, {Name: "flags", Value: flags}})
+			c.Send(ipc.Attrs{{Name: "req", Value: "rcpt"}, {Name: "addr", Value: addr}})
+			c.Write(ipc.Attrs{{Name: "req", Value: "start"}})
+		}()
+		c := ipc.NewConn(srv, ipc.Options{Timeout: 5 * time.Second, MaxFrame: 1 << 20})
+		req, err := ReadRequest(c, 10)
+		if err != nil {
+			return
+		}
+		if req.Flags&^External != 0 || !req.HasFlags || req.Filter != filter || len(req.Recipients) != 1 {
+			t.Errorf("request %+v from flags %q", req, flags)
+		}
+	})
+}
