@@ -12,6 +12,12 @@
 //   - recipients are expanded through virtual_alias_maps (virtual.go);
 //   - header_checks and body_checks act on each header and body line
 //     (checks.go); message_drop_headers are removed;
+//   - sender_bcc_maps, recipient_bcc_maps and always_bcc add BCC
+//     recipients (bcc.go);
+//   - the content filter the receiving process names (content_filter,
+//     overridden by a FILTER action) is recorded for qmgr;
+//   - the original recipient is kept for X-Original-To and orig_to=
+//     unless enable_original_recipient is off;
 //   - duplicate recipients are dropped;
 //   - in the local rewrite context (local submissions, and SMTP clients
 //     matched by local_header_rewrite_clients) or with
@@ -19,6 +25,13 @@
 //     added at the end of the header;
 //   - a header longer than header_size_limit is cut there;
 //   - a message larger than message_size_limit is refused (5.3.4).
+//
+// The optional steps run per the client's flags (handoff.Flags), as
+// Postfix's cleanup flags: smtpd and pickup ask for all of them less what
+// their receive_override_options turn off (no_address_mappings: canonical
+// mapping, masquerading, virtual aliases and BCC; no_header_body_checks:
+// the content checks); mail Postern makes itself (notices) gets address
+// mapping only, as Postfix's bounces.
 //
 // The reply to the client says "ok" only after queue.Writer.Commit has
 // returned: the file and its directory entry are on disk.
