@@ -289,3 +289,27 @@ func TestLuserRelayExpansion(t *testing.T) {
 		}
 	}
 }
+
+// A transport value from main.cf or a table never names a socket outside
+// private/, and splitting never loses the nexthop.
+func FuzzSplitService(f *testing.F) {
+	for _, s := range []string{"lmtp:unix:private/dovecot-lmtp", "lmtp", ":x", "../x:y", "a/b", ".", "..:z", "lmtp:", " smtp:[h]:25 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tr, nh := splitService(s, "def")
+		if strings.Contains(tr, ":") {
+			t.Fatalf("transport %q has a colon", tr)
+		}
+		if nh == "" {
+			t.Fatalf("empty nexthop for %q", s)
+		}
+		if !validTransport(tr) {
+			return
+		}
+		const private = "/q/private"
+		if p := filepath.Join(private, tr); filepath.Dir(p) != private {
+			t.Fatalf("transport %q leaves private/: %s", tr, p)
+		}
+	})
+}
