@@ -93,6 +93,9 @@ type Qmgr struct {
 	deferredLeft []queue.ID
 	dests        map[string]*dest
 	sched        map[string]*schedParams // per transport (sched.go)
+	slots        map[string]*agentSlots  // per transport (sched.go)
+	agentLimits  map[string]int          // master.cf maxproc per transport
+	launch       func(*job)              // tests: instead of runJob
 	closing      bool                    // no more deliveries start
 	pools        map[string]*pool
 	jobs         sync.WaitGroup
@@ -130,16 +133,20 @@ type job struct {
 type dest struct {
 	key                      string
 	transport, name, nexthop string
-	win                window
-	running            int
-	pending            []*job
+	win                      window
+	running                  int
+	pending                  []*job
 	// reason is why a dead destination is dead, "delivery temporarily
 	// suspended: ..." (the DSN and text of the last site failure).
 	reason deliver.Result
 	// paused is set during the rate delay after a delivery.
 	paused bool
-	revive *time.Timer // brings a dead destination back
-	pause  *time.Timer // ends the pause
+	// agents is the transport's agent slots; waiting is set while d is
+	// in their queue.
+	agents  *agentSlots
+	waiting bool
+	revive  *time.Timer // brings a dead destination back
+	pause   *time.Timer // ends the pause
 }
 
 // New builds the qmgr service.
@@ -181,6 +188,8 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 		active:      map[queue.ID]*message{},
 		dests:       map[string]*dest{},
 		sched:       map[string]*schedParams{},
+		slots:       map[string]*agentSlots{},
+		agentLimits: agentLimits(cfg.Get("config_directory"), cfg.Int("default_process_limit")),
 		pools:       map[string]*pool{},
 	}
 	if q.activeLimit <= 0 {
@@ -461,7 +470,7 @@ func (q *Qmgr) dest(transport, name, nexthop string) *dest {
 	key := transport + "\x00" + name
 	d := q.dests[key]
 	if d == nil {
-		d = &dest{key: key, transport: transport, name: name, nexthop: nexthop, win: newWindow(q.schedParams(transport))}
+		d = &dest{key: key, transport: transport, name: name, nexthop: nexthop, win: newWindow(q.schedParams(transport)), agents: q.agentSlots(transport)}
 		q.dests[key] = d
 	}
 	return d
@@ -494,14 +503,28 @@ func (q *Qmgr) dispatch(d *dest) {
 		}()
 		return
 	}
-	for !d.paused && d.running < d.win.size && len(d.pending) > 0 {
-		j := d.pending[0]
-		d.pending[0] = nil
-		d.pending = d.pending[1:]
-		d.running++
-		q.jobs.Add(1)
-		go q.runJob(j)
+	for d.ready() {
+		if d.agents.full() {
+			d.agents.wait(d)
+			return
+		}
+		q.start(d)
 	}
+}
+
+// start runs d's next job. q.mu is held.
+func (q *Qmgr) start(d *dest) {
+	j := d.pending[0]
+	d.pending[0] = nil
+	d.pending = d.pending[1:]
+	d.running++
+	d.agents.running++
+	q.jobs.Add(1)
+	if q.launch != nil {
+		go q.launch(j)
+		return
+	}
+	go q.runJob(j)
 }
 
 // jobDone counts a finished job of its message and reports whether it was
@@ -587,10 +610,14 @@ func (q *Qmgr) delivered(d *dest, results []deliver.Result, err error) {
 		q.feedback(d, results)
 	}
 	d.running--
+	d.agents.running--
 	if p := d.win.p; p.rateDelay > 0 && !d.win.dead() && !q.closing {
 		d.paused = true
 		d.pause = time.AfterFunc(p.rateDelay, func() { q.wake(d, false) })
 	}
+	// Destinations that waited for an agent go first; d queues behind
+	// them if the transport is busy.
+	q.kick(d.agents)
 	q.dispatch(d)
 	q.release(d)
 }
@@ -657,7 +684,7 @@ func (q *Qmgr) wake(d *dest, revive bool) {
 // pausing (Postfix's qmgr_queue_done). Its window starts afresh next
 // time. q.mu is held.
 func (q *Qmgr) release(d *dest) {
-	if d.running == 0 && len(d.pending) == 0 && !d.win.dead() && !d.paused && q.dests[d.key] == d {
+	if d.running == 0 && len(d.pending) == 0 && !d.win.dead() && !d.paused && !d.waiting && q.dests[d.key] == d {
 		delete(q.dests, d.key)
 	}
 }

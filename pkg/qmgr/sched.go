@@ -17,9 +17,20 @@ package qmgr
 // the destination is dead (window 0). Its waiting and new deliveries are
 // deferred without an agent call, with "delivery temporarily suspended: "
 // and the last failure's reason, until minimal_backoff_time has passed
-// (or a delivery still in flight succeeds); then it gets the initial
-// window again. With <transport>_destination_rate_delay above zero the
-// window is 1 and qmgr pauses that long after each delivery.
+// (or a delivery still in flight succeeds, or a flush asks for delivery
+// now); then it gets the initial window again. With
+// <transport>_destination_rate_delay above zero the window is 1 and qmgr
+// pauses that long after each delivery.
+//
+// A destination is a transport and next hop; for a transport whose
+// recipient limit is 1 (local) it is a recipient and next hop, so local
+// concurrency is per mailbox, as Postfix's. Across destinations, the
+// deliveries in flight to one transport never exceed its master.cf
+// maxproc (Postfix's qmgr hands a job only to a free agent); destinations
+// that find every agent busy take turns, one job each, so no destination
+// holds up the others beyond its window. A destination's state lives
+// while it has jobs, is dead or is pausing, so memory follows the active
+// queue, and no step scans more than one destination.
 
 import (
 	"fmt"
@@ -28,6 +39,7 @@ import (
 	"time"
 
 	"postern/pkg/address"
+	"postern/pkg/mastercf"
 )
 
 // queueName names a recipient's destination queue: the next hop, or, for
@@ -291,4 +303,78 @@ func (q *Qmgr) reviveDead() {
 		q.debugWindow("qmgr_queue_unthrottle", d)
 		q.release(d)
 	}
+}
+
+// ready reports whether d may start a job now, agents permitting.
+func (d *dest) ready() bool {
+	return !d.win.dead() && !d.paused && d.running < d.win.size && len(d.pending) > 0
+}
+
+// agentSlots bounds the deliveries in flight to one transport by its
+// agent's maxproc, as Postfix's qmgr hands a job only to a free agent
+// process. Destinations that have work but find every slot taken wait in
+// turn, one job per turn, so that no destination holds up the others
+// beyond its window.
+type agentSlots struct {
+	limit   int // 0: no limit
+	running int
+	waiting []*dest
+}
+
+func (a *agentSlots) full() bool { return a.limit > 0 && a.running >= a.limit }
+
+// wait queues d for a slot, once.
+func (a *agentSlots) wait(d *dest) {
+	if !d.waiting {
+		d.waiting = true
+		a.waiting = append(a.waiting, d)
+	}
+}
+
+// kick hands free slots to the waiting destinations, one job per
+// destination per turn. q.mu is held.
+func (q *Qmgr) kick(a *agentSlots) {
+	for !a.full() && len(a.waiting) > 0 {
+		d := a.waiting[0]
+		a.waiting[0] = nil
+		a.waiting = a.waiting[1:]
+		d.waiting = false
+		switch {
+		case q.closing:
+		case d.win.dead():
+			q.dispatch(d) // defers its jobs
+		case d.ready():
+			q.start(d)
+			if d.ready() {
+				a.wait(d)
+			}
+		}
+		q.release(d)
+	}
+}
+
+// agentSlots returns the slots of transport. q.mu is held.
+func (q *Qmgr) agentSlots(transport string) *agentSlots {
+	a := q.slots[transport]
+	if a == nil {
+		a = &agentSlots{limit: q.agentLimits[transport]}
+		q.slots[transport] = a
+	}
+	return a
+}
+
+// agentLimits reads each unix service's maxproc from master.cf. Without
+// a readable master.cf there are no limits.
+func agentLimits(configDir string, defaultMaxproc int) map[string]int {
+	m := map[string]int{}
+	services, _, err := mastercf.Load(configDir, defaultMaxproc)
+	if err != nil {
+		return m
+	}
+	for _, s := range services {
+		if s.Type == mastercf.TypeUnix {
+			m[s.Name] = s.Maxproc
+		}
+	}
+	return m
 }

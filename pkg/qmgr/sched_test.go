@@ -245,7 +245,8 @@ func TestQueueName(t *testing.T) {
 // testDest makes a Qmgr with one destination whose delivery is in flight.
 func testDest(p *schedParams) (*Qmgr, *dest) {
 	q := &Qmgr{dests: map[string]*dest{}}
-	d := &dest{key: "smtp\x00x.example", transport: "smtp", name: "x.example", nexthop: "x.example", win: newWindow(p), running: 1}
+	d := &dest{key: "smtp\x00x.example", transport: "smtp", name: "x.example", nexthop: "x.example", win: newWindow(p), running: 1,
+		agents: &agentSlots{running: 1}}
 	q.dests[d.key] = d
 	return q, d
 }
@@ -396,5 +397,85 @@ func TestStopScheduling(t *testing.T) {
 	defer q.mu.Unlock()
 	if !d.paused {
 		t.Error("a stopped qmgr still ran a pause timer")
+	}
+}
+
+// schedQmgr is a Qmgr whose jobs are recorded, not run.
+func schedQmgr(p *schedParams, agentLimit int) (*Qmgr, *[]string) {
+	var started []string
+	q := &Qmgr{dests: map[string]*dest{}, sched: map[string]*schedParams{"smtp": p}, slots: map[string]*agentSlots{},
+		agentLimits: map[string]int{"smtp": agentLimit}}
+	q.launch = func(j *job) {
+		q.mu.Lock()
+		started = append(started, j.queue)
+		q.mu.Unlock()
+		q.jobs.Done()
+	}
+	return q, &started
+}
+
+func queueJobs(q *Qmgr, name string, n int) *dest {
+	d := q.dest("smtp", name, name)
+	for range n {
+		d.pending = append(d.pending, &job{msg: &message{}, transport: "smtp", queue: name, nexthop: name, dest: d})
+	}
+	q.dispatch(d)
+	return d
+}
+
+func TestDispatchWindow(t *testing.T) {
+	q, started := schedQmgr(params(5, 20, 1, "1", "1"), 0)
+	q.mu.Lock()
+	d := queueJobs(q, "a.example", 12)
+	q.mu.Unlock()
+	q.jobs.Wait()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(*started) != 5 || d.running != 5 || len(d.pending) != 7 {
+		t.Fatalf("started %d, running %d, pending %d; want 5, 5, 7", len(*started), d.running, len(d.pending))
+	}
+	// A success grows the window by one (feedback 1) and frees a slot:
+	// two more start.
+	q.delivered(d, []deliver.Result{{Status: deliver.Sent}}, nil)
+	if d.win.size != 6 || d.running != 6 {
+		t.Errorf("after a success window %d running %d, want 6 and 6", d.win.size, d.running)
+	}
+}
+
+func TestDispatchAgentSlotsTakeTurns(t *testing.T) {
+	q, started := schedQmgr(params(5, 20, 1, "1", "1"), 3)
+	q.mu.Lock()
+	a := queueJobs(q, "a.example", 10)
+	b := queueJobs(q, "b.example", 10)
+	c := queueJobs(q, "c.example", 10)
+	if a.agents.running != 3 || a.running != 3 || b.running != 0 || c.running != 0 {
+		t.Fatalf("agents %d, a %d b %d c %d; want 3, 3, 0, 0", a.agents.running, a.running, b.running, c.running)
+	}
+	// Freed agents go to the waiting destinations in turn.
+	ds := []*dest{a, b, c}
+	for k := range 6 {
+		for i := range ds {
+			if d := ds[(k+i)%3]; d.running > 0 {
+				q.delivered(d, []deliver.Result{{Status: deliver.Sent}}, nil)
+				break
+			}
+		}
+		if a.agents.running > 3 || a.running < 0 {
+			t.Fatalf("%d deliveries in flight, above the agent limit 3 (a %d)", a.agents.running, a.running)
+		}
+	}
+	q.mu.Unlock()
+	q.jobs.Wait()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := map[string]int{}
+	for _, s := range *started {
+		n[s]++
+	}
+	if n["b.example"] < 2 || n["c.example"] < 2 {
+		t.Errorf("after 6 freed agents the others got b %d c %d, want >= 2 each (order %v)", n["b.example"], n["c.example"], *started)
+	}
+	if a.agents.running > 3 {
+		t.Errorf("%d deliveries in flight, above the agent limit 3", a.agents.running)
 	}
 }
