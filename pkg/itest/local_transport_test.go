@@ -73,7 +73,11 @@ func startLMTPSink(t *testing.T) *lmtpSink {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	sink := &lmtpSink{addr: ln.Addr().String(), relay: fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", port)}
+	return serveLMTPSink(t, ln, &lmtpSink{addr: ln.Addr().String(), relay: fmt.Sprintf("127.0.0.1[127.0.0.1]:%d", port)})
+}
+
+func serveLMTPSink(t *testing.T, ln net.Listener, sink *lmtpSink) *lmtpSink {
+	t.Helper()
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
 		return &lmtpSession{s: sink}, nil
 	}))
@@ -325,6 +329,38 @@ func TestLocalMailboxTransportAccount(t *testing.T) {
 	lines := grepLines(in.Log(), id+": to=<"+to+">")
 	if !strings.Contains(lines, "relay=local") || !strings.Contains(lines, "(forwarded as ") ||
 		!strings.Contains(lines, "relay="+sink.relay) || strings.Contains(lines, "delivered to mailbox") {
+		t.Errorf("delivery lines:\n%s", lines)
+	}
+}
+
+// The usual Dovecot setup, "mailbox_transport =
+// lmtp:unix:private/dovecot-lmtp": the next hop is a socket below
+// queue_directory.
+func TestLocalMailboxTransportUnixSocket(t *testing.T) {
+	in := localTransportInstance(t, "mailbox_transport = lmtp:unix:private/dovecot-lmtp\n")
+	path := filepath.Join(in.Dir, "queue", "private", "dovecot-lmtp")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lmtp agent runs as mail_owner.
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	sink := serveLMTPSink(t, ln, &lmtpSink{addr: path})
+	to := "dove@" + localDomain
+	text, err := send(t, in.Addr, "user@itest.test", []string{to}, "Subject: dovecot\r\n\r\nover a socket\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(text, "2.0.0 Ok: queued as ")
+	if m := sink.wait(t, in, to, 15*time.Second); !strings.HasSuffix(m.data, "\r\n\r\nover a socket\r\n") {
+		t.Errorf("LMTP got:\n%s", m.data)
+	}
+	if !in.WaitLog(id+": removed", 10*time.Second) {
+		t.Fatalf("not finished\n%s", in.Log())
+	}
+	if lines := grepLines(in.Log(), id+": to=<"+to+">"); !strings.Contains(lines, "postern/lmtp[") || !strings.Contains(lines, "status=sent (250 ") {
 		t.Errorf("delivery lines:\n%s", lines)
 	}
 }
