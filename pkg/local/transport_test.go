@@ -313,3 +313,32 @@ func FuzzSplitService(f *testing.F) {
 		}
 	})
 }
+
+// A recipient named by itself more than once (an alias and an :include:
+// file) reaches its mailbox step once: one hand-off, not two.
+func TestMailboxStepOnce(t *testing.T) {
+	dir := t.TempDir()
+	inc := filepath.Join(dir, "list")
+	if err := os.WriteFile(inc, []byte(noAccount+"\n"), 0644); err != nil {
+		t.Fatal(err)
+	}
+	u := testUnixAgent(t, noAccount+": "+noAccount+", :include:"+inc+"\n", "queue_directory = $dir/queue\nforward_path =\nmailbox_transport = lmtp\n")
+	a := startFakeAgent(t, u.private, "lmtp", deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "ok"})
+	j := testJob(u, noAccount+"@localhost.example")
+	j.deliver()
+	if n := len(a.requests()); n != 1 || len(j.out) != 1 {
+		t.Errorf("%d hand-offs, outcomes %+v; want 1", n, j.out)
+	}
+}
+
+// An alias that names the recipient itself keeps a copy: the recipient
+// goes on to its mailbox step as well as to the other addresses.
+func TestAliasSelfKeepsCopy(t *testing.T) {
+	u := testUnixAgent(t, noAccount+": "+noAccount+", other@example.org\n", "queue_directory = $dir/queue\nforward_path =\nmailbox_transport = lmtp\n")
+	a := startFakeAgent(t, u.private, "lmtp", deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "ok"})
+	j := testJob(u, noAccount+"@localhost.example")
+	j.deliver()
+	if n := len(a.requests()); n != 1 || len(j.out) != 1 || !reflect.DeepEqual(j.forward, []string{"other@example.org"}) {
+		t.Errorf("%d hand-offs, outcomes %+v, forward %q", n, j.out, j.forward)
+	}
+}

@@ -209,6 +209,7 @@ type recipientJob struct {
 	passed  []bool   // per out: the result of another transport's agent, which logged it
 	forward []string // addresses to re-inject
 	sender  string   // sender of the re-injected copy
+	mailbox bool     // the mailbox step has run
 }
 
 // deliverUnix delivers to one local recipient of req and returns every
@@ -310,7 +311,11 @@ func (j *recipientJob) expandAlias(value, spec string) {
 		j.add(outcome{Status: deliver.Defer, DSN: "4.3.0", Text: err.Error()})
 		return
 	}
-	j.expandList(table.SplitAliasValue(value), rights, "alias", 0)
+	if j.expandList(table.SplitAliasValue(value), rights, "alias", 0) {
+		// The alias names the recipient itself: past the alias, as
+		// Postfix's duplicate filter lets it, to .forward and the mailbox.
+		j.deliverUser(false)
+	}
 }
 
 // rightsOf returns the identity for files and commands of a table or
@@ -424,6 +429,12 @@ func (j *recipientJob) deliverUser(noForward bool) {
 			return
 		}
 	}
+	// Once per recipient, however many aliases, :include: files and
+	// .forward files name it (Postfix's duplicate filter "mailbox %s").
+	if j.mailbox {
+		return
+	}
+	j.mailbox = true
 	if j.delegate("mailbox_transport_maps", j.u.mboxTranspMaps, "mailbox_transport", j.u.mboxTransport) {
 		return
 	}
