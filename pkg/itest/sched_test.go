@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,6 +39,11 @@ func newSchedServer(t *testing.T, greet string, slow time.Duration) *schedServer
 	if err != nil {
 		t.Fatal(err)
 	}
+	return schedServe(t, l, greet, slow)
+}
+
+// schedServe serves the fake next hop on l.
+func schedServe(t *testing.T, l net.Listener, greet string, slow time.Duration) *schedServer {
 	s := &schedServer{t: t, l: l, greet: greet, slow: slow, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.accept()
@@ -422,5 +428,49 @@ func TestSlowDestinationFairness(t *testing.T) {
 	// the initial window.
 	if _, maxTx, msgs, _, _ := slow.stats(); msgs == 0 && maxTx > 5 {
 		t.Errorf("slow destination: %d deliveries at once, want at most 5", maxTx)
+	}
+}
+
+// TestFlushRevivesDeadDestination: mail for a destination that refuses
+// connections is deferred, the destination dead; once it is back, a flush
+// delivers everything at once, without waiting for minimal_backoff_time
+// (as bench/flushbench does).
+func TestFlushRevivesDeadDestination(t *testing.T) {
+	port := freePort(t) // nothing listens: connections are refused
+	in := schedInstance(t, "minimal_backoff_time = 1h\n", map[string]int{"dead.example": port})
+	const n = 15
+	sendN(t, in, "x@dead.example", n)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ents, _ := os.ReadDir(filepath.Join(in.Dir, "queue", "deferred"))
+		if len(ents) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages deferred\n%s", len(ents), n, in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(in.Log(), "delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]:") {
+		t.Errorf("destination never suspended\n%s", in.Log())
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Skipf("port %d taken meanwhile: %v", port, err)
+	}
+	srv := schedServe(t, l, "", 0)
+	if out, err := in.Postern("flush"); err != nil {
+		t.Fatalf("postern flush: %v\n%s", err, out)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		_, _, msgs, _, _ := srv.stats()
+		if msgs >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flush delivered %d of %d\n%s", msgs, n, in.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
