@@ -112,11 +112,15 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 	now := time.Now()
 	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), maildirCounter.Add(1), safeHost(hostname))
 	newPath := filepath.Join(base, rel, "new")
+	// Announce the new/ fsync before the file's own: deliveries to one
+	// Maildir whose writes overlap then share it (dirsync's gathering).
+	ticket := group.Begin(newPath)
+	defer ticket.Cancel() // no-op once used
 	if done, err := deliverUnnamed(newd, name, o, write); done {
 		if err != nil {
 			return err
 		}
-		if err := group.Sync(newPath, func(string) error { return unix.Fsync(newd) }); err != nil {
+		if err := ticket.Sync(func(string) error { return unix.Fsync(newd) }); err != nil {
 			return fmt.Errorf("fsync maildir new/: %w", err)
 		}
 		return nil
@@ -153,7 +157,7 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 		return fmt.Errorf("move maildir file to new: %w", err)
 	}
 	ok = true
-	if err := group.Sync(newPath, func(string) error { return unix.Fsync(newd) }); err != nil {
+	if err := ticket.Sync(func(string) error { return unix.Fsync(newd) }); err != nil {
 		return fmt.Errorf("fsync maildir new/: %w", err)
 	}
 	return nil

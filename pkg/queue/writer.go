@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"postern/pkg/dirsync"
 )
 
 // Writer writes one new queue file. Its methods are not safe for
@@ -479,6 +481,13 @@ func (w *Writer) Commit() error {
 	}
 	w.release()
 	w.s.step("flushed", w.tmp)
+	// Announce the directory fsync to come, so that commits whose file
+	// fsyncs overlap share it (dirsync's gathering).
+	var ticket *dirsync.Ticket
+	if w.s.syncMode() == SyncGroup {
+		ticket = w.s.group.Begin(w.dir)
+		defer ticket.Cancel() // no-op once used
+	}
 	// The data must be on disk before the name points at it: a crash
 	// after the rename must never expose a file whose blocks were lost.
 	if err := w.f.Sync(); err != nil {
@@ -495,7 +504,7 @@ func (w *Writer) Commit() error {
 	}
 	w.state = wRenamed
 	w.s.step("renamed", w.final)
-	if err := w.syncEntry(); err != nil {
+	if err := w.syncEntry(ticket); err != nil {
 		return w.fail(err)
 	}
 	w.state = wCommitted
@@ -522,8 +531,9 @@ func (w *Writer) CommitTo(queue string) error {
 	return w.Commit()
 }
 
-// syncEntry makes the rename durable according to the store's SyncMode.
-func (w *Writer) syncEntry() error {
+// syncEntry makes the rename durable according to the store's SyncMode;
+// ticket is the announced group fsync in SyncGroup mode.
+func (w *Writer) syncEntry(ticket *dirsync.Ticket) error {
 	var err error
 	switch w.s.syncMode() {
 	case SyncFileOnly:
@@ -531,7 +541,7 @@ func (w *Writer) syncEntry() error {
 	case SyncEach:
 		err = w.s.syncDir(w.dir)
 	default:
-		err = w.s.group.Sync(w.dir, w.s.syncDir)
+		err = ticket.Sync(w.s.syncDir)
 	}
 	if errors.Is(err, errNoDirRead) {
 		// sendmail in maildrop/ may create files but not read the
