@@ -121,6 +121,8 @@ var supported = []string{
 	"masquerade_exceptions", "masquerade_classes", "append_dot_mydomain", "append_at_myorigin",
 	"header_checks", "body_checks_size_limit", "message_drop_headers",
 	"mime_header_checks", "nested_header_checks", "remote_header_rewrite_domain",
+	"content_filter", "receive_override_options", "sender_bcc_maps", "recipient_bcc_maps",
+	"always_bcc", "enable_original_recipient", "default_filter_nexthop",
 }
 
 // posternOnly lists the parameters Postfix does not have.
