@@ -53,6 +53,7 @@ var paramTable = []Param{
 	{Name: "config_directory", Kind: String, Default: "", Doc: "Directory that holds main.cf and master.cf."},
 	{Name: "connection_cache_ttl_limit", Kind: Time, Default: "2s", Unit: 's', Doc: "Longest time an idle SMTP connection is kept in the connection cache."},
 	{Name: "content_filter", Kind: String, Default: "", Doc: "Transport that receives every message for after-queue filtering."},
+	{Name: "default_filter_nexthop", Kind: String, Default: "", Doc: "Next hop of a content filter written as transport: with no next hop (else the recipient domain)."},
 	{Name: "daemon_directory", Kind: String, Default: "", Doc: "Directory of the daemon programs (default: the directory of the running program)."},
 	{Name: "daemon_timeout", Kind: Time, Default: "18000s", Unit: 's', Doc: "Time after which a daemon that is busy with one request gives up."},
 	{Name: "data_directory", Kind: String, Default: "/var/lib/postern", Doc: "Directory of writable data such as caches and random seeds."},
