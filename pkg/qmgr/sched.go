@@ -229,6 +229,7 @@ func (q *Qmgr) schedParams(transport string) *schedParams {
 		p.limit = 1
 	}
 	if p.initial <= 0 {
+		q.log.Warning("%s: initial destination concurrency %d is below 1; using 5", transport, p.initial)
 		p.initial = 5
 	}
 	if p.limit > 0 && p.initial > p.limit {
