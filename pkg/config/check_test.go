@@ -21,7 +21,7 @@ helper = a
 mydestination = $helper, $myhostname
 loopy = $loopy
 smtp_body_checks = regexp:/etc/postern/body_checks
-luser_relay = $user@elsewhere.example
+default_rbl_reply = $rbl_code Service unavailable
 `)
 	c.Set("smtpd_recipient_limit", "many")
 	isTransport := func(n string) bool { return n == "relay" }
@@ -40,7 +40,7 @@ luser_relay = $user@elsewhere.example
 		"/etc/postern/main.cf:9: error: bad time value for parameter relay_transport_rate_delay: \"1q\"",
 		"/etc/postern/main.cf:12: error: parameter loopy: loop in $name expansion: loopy -> loopy",
 		"/etc/postern/main.cf:13: warning: parameter smtp_body_checks is not supported by Postern and is ignored",
-		"/etc/postern/main.cf:14: warning: parameter luser_relay is not supported by Postern and is ignored",
+		"/etc/postern/main.cf:14: warning: parameter default_rbl_reply is not supported by Postern and is ignored",
 		"override: error: bad numerical value for parameter smtpd_recipient_limit: \"many\"",
 	}
 	for _, w := range want {

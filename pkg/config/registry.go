@@ -123,6 +123,8 @@ var supported = []string{
 	"mime_header_checks", "nested_header_checks", "remote_header_rewrite_domain",
 	"content_filter", "receive_override_options", "sender_bcc_maps", "recipient_bcc_maps",
 	"always_bcc", "enable_original_recipient", "default_filter_nexthop",
+	"mailbox_transport", "mailbox_transport_maps", "fallback_transport", "fallback_transport_maps",
+	"luser_relay", "mailbox_command_maps",
 }
 
 // posternOnly lists the parameters Postfix does not have.
