@@ -125,6 +125,9 @@ var supported = []string{
 	"always_bcc", "enable_original_recipient", "default_filter_nexthop",
 	"mailbox_transport", "mailbox_transport_maps", "fallback_transport", "fallback_transport_maps",
 	"luser_relay", "mailbox_command_maps",
+	"initial_destination_concurrency", "default_destination_concurrency_positive_feedback",
+	"default_destination_concurrency_negative_feedback", "default_destination_concurrency_failed_cohort_limit",
+	"default_destination_rate_delay", "destination_concurrency_feedback_debug",
 }
 
 // posternOnly lists the parameters Postfix does not have.
