@@ -10,8 +10,9 @@
 // The owner comes from virtual_uid_maps and virtual_gid_maps (e.g.
 // static:5000) and must be at least virtual_minimum_uid. Each delivered
 // message starts with Return-Path:, X-Original-To: and Delivered-To:, as
-// Postfix writes them; the rest is the queued content unchanged. A
-// message larger than virtual_mailbox_limit is refused for an mbox.
+// Postfix writes them; the rest is the queued content unchanged. An mbox
+// file may not grow past virtual_mailbox_limit (the delivery bounces with
+// 5.2.2 and the file is cut back); Maildir files are not limited yet.
 //
 // local: delivery to Unix accounts as Postfix's local(8) — aliases,
 // .forward, mailbox_transport, mailbox_command, home_mailbox, the mail
@@ -46,6 +47,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -218,13 +220,18 @@ func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result
 		}
 		return deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to maildir"}
 	}
-	if a.mboxLimit > 0 && m.Size > a.mboxLimit {
-		return deliver.Result{Status: deliver.Bounce, DSN: "5.2.2", Text: "mailbox is full"}
-	}
 	write = func(w io.Writer) error { return a.writeMessage(w, m, r, true) }
-	if err := deliverMbox(a.base, path, o, virtualMbox, write); err != nil {
+	// virtual_mailbox_limit bounds the mailbox file, not the message, as
+	// Postfix's RLIMIT_FSIZE does; wording from Postfix virtual/mailbox.c.
+	opt := virtualMbox
+	opt.limit = a.mboxLimit
+	if err := deliverMbox(a.base, path, o, opt, write); err != nil {
+		what := "delivery failed to mailbox " + filepath.Join(a.base, path) + ": "
+		if errors.Is(err, errFileTooLarge) {
+			return deliver.Result{Status: deliver.Bounce, DSN: "5.2.2", Text: what + "error writing message: File too large"}
+		}
 		a.log.Warning("mailbox delivery to %s: %v", r.Addr, err)
-		return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "mailbox delivery failed: " + errText(err)}
+		return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: what + errText(err)}
 	}
 	return deliver.Result{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to mailbox"}
 }

@@ -630,7 +630,7 @@ func (u *unixAgent) deliverFile(j *recipientJob, path string, rights identity) o
 		return outcome{Status: deliver.Defer, DSN: "4.3.0", Text: fmt.Sprintf("cannot append message to file %s: %v", path, err)}
 	}
 	if !res.OK {
-		return fileFailure(res, fmt.Sprintf("cannot append message to file %s", path))
+		return fileFailure(res, fmt.Sprintf("cannot append message to file %s: ", path))
 	}
 	if op == opMaildir {
 		return outcome{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to maildir"}
@@ -638,11 +638,13 @@ func (u *unixAgent) deliverFile(j *recipientJob, path string, rights identity) o
 	return outcome{Status: deliver.Sent, DSN: "2.0.0", Text: "delivered to file: " + path}
 }
 
+// fileFailure words a failed file, mailbox or maildir delivery; what ends
+// with Postfix's separator for that kind.
 func fileFailure(res childResult, what string) outcome {
 	if res.TooLarge {
-		return outcome{Status: deliver.Bounce, DSN: "5.2.2", Text: what + ": error writing message: File too large"}
+		return outcome{Status: deliver.Bounce, DSN: "5.2.2", Text: what + "error writing message: File too large"}
 	}
-	return outcome{Status: deliver.Defer, DSN: "4.2.0", Text: what + ": " + res.Err}
+	return outcome{Status: deliver.Defer, DSN: "4.2.0", Text: what + res.Err}
 }
 
 // deliverMailbox is the last step for an account: mailbox_command_maps,
@@ -694,12 +696,13 @@ func (u *unixAgent) deliverMailbox(j *recipientJob, pw passwd, a *attrs) outcome
 		id, req.Chown = u.spoolIdentity(id)
 	}
 	res, err := u.run.run(id, &req, j.content(flags))
-	what := fmt.Sprintf("cannot update mailbox %s for user %s", strings.TrimSuffix(req.Path, "/"), pw.name)
+	// Postfix's wording: local/mailbox.c and local/maildir.c.
+	what := fmt.Sprintf("cannot update mailbox %s for user %s. ", req.Path, pw.name)
 	if req.Op == opMaildir {
-		what = fmt.Sprintf("cannot update maildir %s for user %s", req.Path, pw.name)
+		what = "maildir delivery failed: "
 	}
 	if err != nil {
-		return outcome{Status: deliver.Defer, DSN: "4.2.0", Text: what + ": " + err.Error()}
+		return outcome{Status: deliver.Defer, DSN: "4.2.0", Text: what + err.Error()}
 	}
 	if !res.OK {
 		return fileFailure(res, what)
