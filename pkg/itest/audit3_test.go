@@ -347,3 +347,54 @@ func TestAudit3VirtualMailboxLimit(t *testing.T) {
 		t.Errorf("%d messages, want 1", len(msgs))
 	}
 }
+
+// procmail as mailbox_command: it runs as the user, finds the address
+// extension in $EXTENSION of the environment Postfix exports (kept by
+// procmail -p), and files
+// into mboxes that read back with correct From_ separators.
+func TestAudit3Procmail(t *testing.T) {
+	needRoot(t)
+	procmail, err := exec.LookPath("procmail")
+	if err != nil {
+		t.Skip("procmail is not installed; procmail mailbox_command not tested")
+	}
+	in := NewInstance(t, Options{NoStart: true})
+	pat := addUser(t, in.Dir, "p")
+	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nrecipient_delimiter = +\nmailbox_command = %s -p\n", localDomain, procmail))
+	rc := filepath.Join(pat.Home, ".procmailrc")
+	if err := os.WriteFile(rc, []byte("MAILDIR=$HOME/Mail\nDEFAULT=$HOME/Mail/inbox\nLOGFILE=$HOME/procmail.log\n\n:0:\n* EXTENSION ?? ^^tag^^\ntagged\n"), 0600); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(pat.Home, "Mail"), 0700)
+	for _, p := range []string{rc, filepath.Join(pat.Home, "Mail")} {
+		os.Chown(p, pat.UID, pat.GID)
+	}
+	in.Start()
+	for _, s := range []string{"", "+tag"} {
+		to := pat.Name + s + "@" + localDomain
+		if _, err := send(t, in.Addr, "user@itest.test", []string{to}, "Subject: procmail"+s+"\r\n\r\nFrom a body line\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !in.WaitLog("to=<"+to+">, relay=local", 15*time.Second) {
+			t.Fatalf("log:\n%s", in.Log())
+		}
+	}
+	if lines := grepLines(in.Log(), "relay=local"); strings.Count(lines, "status=sent (delivered to command: "+procmail) != 2 {
+		t.Fatalf("log:\n%s", lines)
+	}
+	for box, subj := range map[string]string{"inbox": "procmail", "tagged": "procmail+tag"} {
+		path := filepath.Join(pat.Home, "Mail", box)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(pat.Home, "procmail.log"))
+			t.Fatalf("%v\nprocmail.log:\n%s", err, log)
+		}
+		msgs := splitMbox(t, string(data))
+		if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: "+subj+"\n") || !strings.Contains(msgs[0], "\nDelivered-To: "+pat.Name+strings.TrimPrefix(subj, "procmail")+"@"+localDomain+"\n") {
+			t.Errorf("%s: %q", box, msgs)
+		}
+		if uid, _ := owner(t, path); uid != pat.UID {
+			t.Errorf("%s written by uid %d, want %d", box, uid, pat.UID)
+		}
+	}
+}
