@@ -398,3 +398,60 @@ func TestAudit3Procmail(t *testing.T) {
 		}
 	}
 }
+
+// A virtual recipient whose uid is below virtual_minimum_uid is deferred
+// with Postfix's generic 4.3.5 and a warning naming the table; no
+// mailbox is written.
+func TestAudit3VirtualMinimumUID(t *testing.T) {
+	in := NewInstance(t, Options{NoStart: true})
+	in.AppendMainCf(fmt.Sprintf("virtual_minimum_uid = %d", in.UID+1))
+	in.Start()
+	if _, err := send(t, in.Addr, "", []string{"user@itest.test"}, "Subject: low uid\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !in.WaitLog("to=<user@itest.test>, relay=virtual", 15*time.Second) {
+		t.Fatalf("log:\n%s", in.Log())
+	}
+	if line := grepLines(in.Log(), "to=<user@itest.test>"); !strings.Contains(line, "dsn=4.3.5, status=deferred (mail system configuration error)") {
+		t.Errorf("delivery: %s", line)
+	}
+	if !in.WaitLog(fmt.Sprintf("warning: recipient user@itest.test: bad uid %d in virtual_uid_maps", in.UID), 5*time.Second) {
+		t.Errorf("no warning:\n%s", in.Log())
+	}
+	if _, err := os.Stat(filepath.Join(in.Mail, "itest.test", "user")); err == nil {
+		t.Error("mailbox created for a uid below virtual_minimum_uid")
+	}
+}
+
+// No directory of the queue may be written by everyone: local users reach
+// maildrop/ only through the set-group-ID postdrop step (Postfix's
+// postdrop), public/ only through its group.
+func TestAudit3NoWorldWritableQueue(t *testing.T) {
+	in := newSendmailInstance(t, Options{})
+	if r := in.Sendmail("sendmail", "Subject: x\n\nx\n", nil, "user@itest.test"); r.Code != 0 {
+		t.Fatalf("sendmail: exit %d: %s", r.Code, r.Stderr)
+	}
+	in.WaitMaildir("itest.test/user", 1, 15*time.Second)
+	root := filepath.Join(in.Dir, "queue")
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() && fi.Mode().Perm()&0o002 != 0 {
+			t.Errorf("%s is world-writable (%v)", p, fi.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]os.FileMode{"maildrop": 0o730, "public": 0o710, "private": 0o700} {
+		fi, err := os.Stat(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s/ mode %v, want %v", dir, fi.Mode().Perm(), want)
+		}
+	}
+}

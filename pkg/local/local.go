@@ -248,7 +248,10 @@ func (a *Agent) lookup(maps *table.Maps, addr string) (string, bool, error) {
 	return table.LookupAddress(maps, addr, table.AddressOptions{Delimiter: a.delim})
 }
 
-// owner finds the uid and gid for a virtual recipient.
+// owner finds the uid and gid for a virtual recipient. As in Postfix
+// (virtual/mailbox.c), a missing or bad entry, or a uid below
+// virtual_minimum_uid, defers with a generic 4.3.5 and a warning in the
+// log.
 func (a *Agent) owner(addr string) (owner, *deliver.Result) {
 	ids := [2]int{}
 	for i, maps := range []*table.Maps{a.uidMaps, a.gidMaps} {
@@ -258,16 +261,15 @@ func (a *Agent) owner(addr string) (owner, *deliver.Result) {
 			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: name + " lookup failure"}
 		}
 		if !found {
-			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "recipient has no " + name + " entry"}
+			a.log.Warning("recipient %s: not found in %s", addr, name)
+			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.5", Text: "mail system configuration error"}
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
-			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: "bad " + name + " value"}
+		if err != nil || n < 0 || (i == 0 && n < a.minUID) {
+			a.log.Warning("recipient %s: bad %s %s in %s", addr, [2]string{"uid", "gid"}[i], v, name)
+			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.5", Text: "mail system configuration error"}
 		}
 		ids[i] = n
-	}
-	if ids[0] < a.minUID {
-		return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.0", Text: fmt.Sprintf("recipient uid %d is below virtual_minimum_uid", ids[0])}
 	}
 	return owner{uid: ids[0], gid: ids[1], chown: a.root}, nil
 }
