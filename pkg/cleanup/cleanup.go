@@ -150,40 +150,61 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 	}
 }
 
-// Handle serves one hand-off.
+// Handle serves the hand-offs of one connection: one message, or more
+// when the client keeps the connection (handoff.Pool) and every message
+// ended cleanly.
 func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
 	ic := ipc.NewConn(conn, ipc.Options{Timeout: c.ipcTimeout, MaxFrame: 1 << 20})
 	if err := ipc.Hello(ic, handoff.Service); err != nil {
 		return
 	}
+	stopping := server.Stopping(ctx)
+	for c.handleOne(ic, conn) {
+		select {
+		case <-stopping:
+			return // reload or retirement: the client reconnects
+		default:
+		}
+		if ic.WaitFrame(handoff.IdleTimeout) != nil {
+			return // closed by the client, or idle
+		}
+	}
+}
+
+// handleOne serves one message; true means the connection is between
+// messages and may carry another.
+func (c *Cleanup) handleOne(ic *ipc.Conn, conn net.Conn) bool {
 	req, err := handoff.ReadRequest(ic, c.maxRcpt)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.log.Warning("%s: %v", conn.RemoteAddr(), err)
 		}
-		return
+		return false
 	}
 	w, err := c.store.Create(queue.Incoming)
 	if err != nil {
 		c.log.Warning("create queue file: %v", err)
-		handoff.Reply(ic, handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: queue file write error"})
-		return
+		handoff.Reply(ic, handoff.Result{Status: handoff.TempFail, DSN: "4.3.0", Text: "Error: queue file write error"}, false)
+		return false
 	}
 	id := string(w.ID())
 	if err := handoff.SendID(ic, id); err != nil {
 		w.Abort()
-		return
+		return false
 	}
-	res := c.receive(req, w, handoff.ContentReader(ic))
+	content := handoff.ContentReader(ic)
+	res := c.receive(req, w, content)
 	res.QueueID = id
 	if res.Status != handoff.OK {
 		w.Abort()
 	}
-	if err := handoff.Reply(ic, res); err != nil {
+	next := content.Ended()
+	if err := handoff.Reply(ic, res, next); err != nil {
 		// The client went away after the commit: the message is queued and
 		// will be delivered; the client will retry and may duplicate it, as
 		// with any MTA that loses the connection after the final dot.
 		c.log.Warning("%s: reply to client: %v", id, err)
+		next = false
 	}
 	if res.Status == handoff.OK {
 		select {
@@ -191,6 +212,7 @@ func (c *Cleanup) Handle(ctx context.Context, conn net.Conn) {
 		default: // a wake-up is already pending and will cover this file
 		}
 	}
+	return next
 }
 
 // with returns c, or a copy without the features flags turn off

@@ -2,7 +2,7 @@
 // to cleanup (Postfix's cleanup "mail stream"). Both ends import it; it runs
 // over pkg/ipc on cleanup's socket, public/cleanup.
 //
-// The conversation, one message per connection:
+// The conversation, one message at a time:
 //
 //	cleanup → client   hello {protocol, version, service}
 //	client  → cleanup  open  {req=open, sender, client_name, client_addr,
@@ -14,7 +14,16 @@
 //	cleanup → client   {queue_id}                  (or a final reply: refused)
 //	client  → cleanup  data  {req=data, data}      (0..n chunks of content)
 //	client  → cleanup  end   {req=end}
-//	cleanup → client   {status, dsn, text, queue_id}
+//	cleanup → client   {status, dsn, text, queue_id, next (optional)}
+//
+// next=1 in the final reply says cleanup reads another open on this
+// connection: a Pool keeps it and reuses it for the next message (a
+// connect and hello saved per message). Without it, or when the client
+// has no use for the connection, the client closes it. cleanup closes a
+// reused connection that stays idle for IdleTimeout, and after the
+// message in progress when it stops (reload); a Pool therefore retries a
+// reused connection that fails before cleanup named a queue ID once on a
+// new connection (nothing was queued).
 //
 // filter is the content filter (content_filter) the receiving process
 // asks for: "transport:nexthop", recorded in the queue file for qmgr.
@@ -36,6 +45,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"postern/pkg/ipc"
@@ -69,6 +79,7 @@ const (
 	attrStatus  = "status"
 	attrDSN     = "dsn"
 	attrText    = "text"
+	attrNext    = "next"
 )
 
 // Rewrite contexts (Postfix's local_header_rewrite_clients decides).
@@ -191,22 +202,136 @@ func (e *Error) Temporary() bool { return e.Result.Status == TempFail }
 
 // Stream is the client side of one hand-off.
 type Stream struct {
-	c   *ipc.Conn
-	id  string
-	buf []byte
-	err error
+	c    *ipc.Conn
+	id   string
+	buf  []byte
+	err  error
+	pool *Pool // where the connection goes back after the verdict
 }
 
 const chunkSize = 32 << 10
 
-// Open connects to cleanup at path and sends the envelope. On success the
-// queue ID is known (Stream.ID) and content may be written.
-func Open(path string, req *Request, timeout time.Duration) (*Stream, error) {
-	c, err := ipc.Dial(path, Service, ipc.Options{Timeout: timeout, MaxFrame: 4 * chunkSize})
+// IdleTimeout is how long cleanup keeps a connection open between
+// messages; a Pool keeps an idle connection for less (poolMaxAge).
+const IdleTimeout = 5 * time.Second
+
+const (
+	poolMaxIdle = 16
+	poolMaxAge  = 2 * time.Second
+)
+
+// Pool keeps idle hand-off connections to one cleanup socket for the
+// next message. Its methods are safe for concurrent use.
+type Pool struct {
+	path    string
+	timeout time.Duration
+	mu      sync.Mutex
+	idle    []pooled
+	bufs    sync.Pool
+}
+
+type pooled struct {
+	c     *ipc.Conn
+	since time.Time
+}
+
+// NewPool returns a pool of connections to cleanup at path; timeout is
+// the IPC timeout of each connection.
+func NewPool(path string, timeout time.Duration) *Pool {
+	return &Pool{path: path, timeout: timeout}
+}
+
+// Path is cleanup's socket.
+func (p *Pool) Path() string { return p.path }
+
+// Open is the package's Open on a pooled connection when one is idle.
+func (p *Pool) Open(req *Request) (*Stream, error) {
+	for {
+		c := p.take()
+		if c == nil {
+			break
+		}
+		s, err := open(c, req, p)
+		var refused *Error
+		if err == nil || errors.As(err, &refused) {
+			return s, err
+		}
+		// The connection died while idle (cleanup's idle timeout, a
+		// reload): nothing was queued; try the next one or a new one.
+	}
+	c, err := dial(p.path, p.timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := &Stream{c: c, buf: make([]byte, 0, chunkSize)}
+	return open(c, req, p)
+}
+
+func (p *Pool) take() *ipc.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		e := p.idle[n-1]
+		p.idle[n-1] = pooled{}
+		p.idle = p.idle[:n-1]
+		if time.Since(e.since) < poolMaxAge {
+			return e.c
+		}
+		e.c.Close()
+	}
+	return nil
+}
+
+func (p *Pool) put(c *ipc.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Drop the stale ones first (they are the oldest, at the front).
+	now := time.Now()
+	for len(p.idle) > 0 && now.Sub(p.idle[0].since) >= poolMaxAge {
+		p.idle[0].c.Close()
+		p.idle = p.idle[1:]
+	}
+	if len(p.idle) >= poolMaxIdle {
+		c.Close()
+		return
+	}
+	p.idle = append(p.idle, pooled{c: c, since: now})
+}
+
+// Close closes the idle connections.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.idle {
+		e.c.Close()
+	}
+	p.idle = nil
+}
+
+func dial(path string, timeout time.Duration) (*ipc.Conn, error) {
+	return ipc.Dial(path, Service, ipc.Options{Timeout: timeout, MaxFrame: 4 * chunkSize})
+}
+
+// Open connects to cleanup at path and sends the envelope. On success the
+// queue ID is known (Stream.ID) and content may be written.
+func Open(path string, req *Request, timeout time.Duration) (*Stream, error) {
+	c, err := dial(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return open(c, req, nil)
+}
+
+// open sends the envelope on c; c is closed on error.
+func open(c *ipc.Conn, req *Request, p *Pool) (*Stream, error) {
+	s := &Stream{c: c, pool: p}
+	if p != nil {
+		if b, ok := p.bufs.Get().(*[]byte); ok {
+			s.buf = (*b)[:0]
+		}
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, 0, chunkSize)
+	}
 	var a ipc.Attrs
 	a.Add(attrReq, "open")
 	a.Add(attrSender, req.Sender)
@@ -302,7 +427,10 @@ func (s *Stream) flushChunk() error {
 // Close ends the content and waits for cleanup's verdict. A nil error with
 // Status OK means the message is durably queued.
 func (s *Stream) Close() (Result, error) {
-	defer s.c.Close()
+	keep := false
+	defer func() {
+		s.release(keep)
+	}()
 	if s.err != nil {
 		return Result{}, s.err
 	}
@@ -316,12 +444,28 @@ func (s *Stream) Close() (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	keep = reply.Bool(attrNext)
 	return resultFrom(reply, reply.Str(attrStatus)), nil
+}
+
+// release ends the stream: the connection goes back to the pool (keep)
+// or is closed, the chunk buffer back to the pool.
+func (s *Stream) release(keep bool) {
+	if s.pool != nil && keep {
+		s.pool.put(s.c)
+	} else {
+		s.c.Close()
+	}
+	if s.pool != nil && cap(s.buf) == chunkSize {
+		b := s.buf[:0]
+		s.pool.bufs.Put(&b)
+	}
+	s.buf = nil
 }
 
 // Abort drops the message: cleanup sees the connection close without an
 // end request and removes its temporary file.
-func (s *Stream) Abort() { s.c.Close() }
+func (s *Stream) Abort() { s.release(false) }
 
 func resultFrom(a ipc.Attrs, st string) Result {
 	return Result{Status: Status(st), DSN: a.Str(attrDSN), Text: a.Str(attrText), QueueID: a.Str(attrQueueID)}
@@ -385,27 +529,36 @@ func SendID(c *ipc.Conn, id string) error {
 	return c.Write(ipc.Attrs{{Name: attrQueueID, Value: id}})
 }
 
-// Reply sends a final verdict.
-func Reply(c *ipc.Conn, r Result) error {
+// Reply sends a final verdict; next tells the client that another open
+// may follow on this connection.
+func Reply(c *ipc.Conn, r Result, next bool) error {
 	var a ipc.Attrs
 	a.Add(attrStatus, string(r.Status))
 	a.Add(attrDSN, r.DSN)
 	a.Add(attrText, r.Text)
 	a.Add(attrQueueID, r.QueueID)
+	if next {
+		a.AddBool(attrNext, true)
+	}
 	return c.Write(a)
 }
 
 // ContentReader returns the content as a reader; it reports io.EOF at the
 // client's end request and io.ErrUnexpectedEOF if the client goes away.
-func ContentReader(c *ipc.Conn) io.Reader { return &contentReader{c: c} }
+func ContentReader(c *ipc.Conn) *Content { return &Content{c: c} }
 
-type contentReader struct {
+// Content reads the content frames of one message.
+type Content struct {
 	c    *ipc.Conn
 	cur  string
 	done bool
 }
 
-func (r *contentReader) Read(p []byte) (int, error) {
+// Ended reports whether the client's end request was read: the
+// connection is then between messages.
+func (r *Content) Ended() bool { return r.done && r.cur == "" }
+
+func (r *Content) Read(p []byte) (int, error) {
 	for len(r.cur) == 0 {
 		if r.done {
 			return 0, io.EOF

@@ -58,7 +58,7 @@ func TestFilterAndFlags(t *testing.T) {
 			}
 			SendID(c, "ID1")
 			io.Copy(io.Discard, ContentReader(c))
-			Reply(c, Result{Status: OK, QueueID: "ID1"})
+			Reply(c, Result{Status: OK, QueueID: "ID1"}, false)
 			conn.Close()
 			got <- req
 		}

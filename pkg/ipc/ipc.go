@@ -260,6 +260,34 @@ func (c *Conn) Read() (Attrs, error) {
 	return a, nil
 }
 
+// WaitFrame waits at most idle for the peer to begin another frame, for a
+// connection that stays open between conversations. It returns nil when
+// the next frame can be read, io.EOF when the peer closed, and an error
+// for which errors.Is(err, os.ErrDeadlineExceeded) when idle passed.
+func (c *Conn) WaitFrame(idle time.Duration) error {
+	if c.rerr != nil {
+		return c.rerr
+	}
+	if c.r.Buffered() > 0 {
+		return nil
+	}
+	if err := c.c.SetReadDeadline(time.Now().Add(idle)); err != nil {
+		c.rerr = fmt.Errorf("ipc: read: %w", err)
+		return c.rerr
+	}
+	if _, err := c.r.Peek(1); err != nil {
+		if err != io.EOF {
+			err = fmt.Errorf("ipc: read: %w", err)
+		}
+		c.rerr = err
+		return err
+	}
+	if c.timeout <= 0 {
+		c.c.SetReadDeadline(time.Time{})
+	}
+	return nil
+}
+
 // readFrame reads one frame from r, reusing buf for the payload, and
 // returns the attributes and the (possibly grown) buffer.
 func readFrame(r *bufio.Reader, buf []byte, maxFrame, maxAttrs int) (Attrs, []byte, error) {

@@ -86,17 +86,17 @@ const StaleTemp = 24 * time.Hour
 
 // Pickup is the daemon's state.
 type Pickup struct {
-	cfg         *config.Config
-	log         *maillog.Logger
-	store       *queue.Store
-	dir         string // maildrop/
-	cleanupPath string
-	timeout     time.Duration
-	hostname    string
-	mailName    string
-	ownerUID    int // owner of maildrop/ (mail_owner)
-	wake        chan struct{}
-	now         func() time.Time
+	cfg      *config.Config
+	log      *maillog.Logger
+	store    *queue.Store
+	dir      string        // maildrop/
+	cleanup  *handoff.Pool // connections to cleanup, reused across messages
+	timeout  time.Duration
+	hostname string
+	mailName string
+	ownerUID int // owner of maildrop/ (mail_owner)
+	wake     chan struct{}
+	now      func() time.Time
 	// filter is content_filter and flags receive_override_options as
 	// cleanup flags: pickup passes both to cleanup, as Postfix's does.
 	filter string
@@ -116,17 +116,17 @@ func New(ctx context.Context, sc *server.Context) (any, error) {
 func newPickup(cfg *config.Config, log *maillog.Logger) (*Pickup, error) {
 	qdir := cfg.Get("queue_directory")
 	p := &Pickup{
-		cfg:         cfg,
-		log:         log,
-		store:       queue.NewStore(qdir),
-		dir:         filepath.Join(qdir, queue.Maildrop),
-		cleanupPath: filepath.Join(qdir, queue.Public, cfg.Get("cleanup_service_name")),
-		timeout:     cfg.Duration("ipc_timeout"),
-		hostname:    cfg.Get("myhostname"),
-		mailName:    cfg.Get("mail_name"),
-		wake:        make(chan struct{}, 1),
-		now:         time.Now,
-		filter:      cfg.Get("content_filter"),
+		cfg:      cfg,
+		log:      log,
+		store:    queue.NewStore(qdir),
+		dir:      filepath.Join(qdir, queue.Maildrop),
+		cleanup:  handoff.NewPool(filepath.Join(qdir, queue.Public, cfg.Get("cleanup_service_name")), cfg.Duration("ipc_timeout")),
+		timeout:  cfg.Duration("ipc_timeout"),
+		hostname: cfg.Get("myhostname"),
+		mailName: cfg.Get("mail_name"),
+		wake:     make(chan struct{}, 1),
+		now:      time.Now,
+		filter:   cfg.Get("content_filter"),
 	}
 	flags, _, err := handoff.ReceiveOverride(cfg.List("receive_override_options"))
 	if err != nil {
@@ -308,7 +308,7 @@ func (p *Pickup) pickup(id queue.ID) (bool, error) {
 		}
 		req.Recipients = append(req.Recipients, handoff.Recipient{Addr: r.Addr, Notify: r.Notify, ORcpt: r.ORcpt})
 	}
-	s, err := handoff.Open(p.cleanupPath, req, p.timeout)
+	s, err := p.cleanup.Open(req)
 	if err != nil {
 		var he *handoff.Error
 		if errors.As(err, &he) && !he.Temporary() {

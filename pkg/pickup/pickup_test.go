@@ -74,7 +74,7 @@ func (f *fakeCleanup) serve(conn net.Conn) {
 	f.got = append(f.got, received{req, string(content)})
 	st := f.status
 	f.mu.Unlock()
-	handoff.Reply(c, handoff.Result{Status: st, DSN: "5.3.4", Text: "test verdict", QueueID: "CLEANUPID01"})
+	handoff.Reply(c, handoff.Result{Status: st, DSN: "5.3.4", Text: "test verdict", QueueID: "CLEANUPID01"}, false)
 }
 
 func (f *fakeCleanup) received() []received {
@@ -148,7 +148,7 @@ func (e *env) count(q string) int {
 
 func TestPickupHandsOff(t *testing.T) {
 	e := newEnv(t, "")
-	cl := startCleanup(t, e.p.cleanupPath, handoff.OK)
+	cl := startCleanup(t, e.p.cleanup.Path(), handoff.OK)
 	id := e.drop(t, " starts with a space\n\nbody\n")
 	e.p.Scan(context.Background())
 	got := cl.received()
@@ -174,7 +174,7 @@ func TestPickupHandsOff(t *testing.T) {
 
 func TestPickupCorrupt(t *testing.T) {
 	e := newEnv(t, "")
-	startCleanup(t, e.p.cleanupPath, handoff.OK)
+	startCleanup(t, e.p.cleanup.Path(), handoff.OK)
 	junk := "8DspE9KXsfrhV"
 	os.WriteFile(e.store.Path(queue.Maildrop, queue.ID(junk)), []byte("V\x011T\x01junk"), 0o644)
 	link := e.store.Path(queue.Maildrop, "8DspE9KXsfrhW")
@@ -204,13 +204,13 @@ func TestPickupCleanupDownOrRefusing(t *testing.T) {
 	if e.count(queue.Maildrop) != 1 {
 		t.Fatalf("with cleanup down the file must stay")
 	}
-	startCleanup(t, e.p.cleanupPath, handoff.TempFail)
+	startCleanup(t, e.p.cleanup.Path(), handoff.TempFail)
 	e.p.Scan(context.Background())
 	if e.count(queue.Maildrop) != 1 {
 		t.Fatalf("a temporary failure must keep the file")
 	}
-	os.Remove(e.p.cleanupPath)
-	startCleanup(t, e.p.cleanupPath, handoff.PermFail)
+	os.Remove(e.p.cleanup.Path())
+	startCleanup(t, e.p.cleanup.Path(), handoff.PermFail)
 	e.p.Scan(context.Background())
 	if e.count(queue.Maildrop) != 0 || e.count(queue.Corrupt) != 1 || !strings.Contains(e.logText(), "refused by cleanup: 5.3.4 test verdict") {
 		t.Errorf("permanent refusal: maildrop %d corrupt %d\n%s", e.count(queue.Maildrop), e.count(queue.Corrupt), e.logText())
@@ -222,7 +222,7 @@ func TestPickupRechecksSender(t *testing.T) {
 		t.Skip("needs root to own a file as another uid")
 	}
 	e := newEnv(t, "local_login_sender_maps = inline:{ {uid:4242 = ok@example.org} }")
-	startCleanup(t, e.p.cleanupPath, handoff.OK)
+	startCleanup(t, e.p.cleanup.Path(), handoff.OK)
 	id := e.drop(t, "x\n")
 	os.Chown(e.store.Path(queue.Maildrop, id), 4242, 4242)
 	e.p.Scan(context.Background())
@@ -233,7 +233,7 @@ func TestPickupRechecksSender(t *testing.T) {
 
 func TestPickupWatches(t *testing.T) {
 	e := newEnv(t, "")
-	cl := startCleanup(t, e.p.cleanupPath, handoff.OK)
+	cl := startCleanup(t, e.p.cleanup.Path(), handoff.OK)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.p.run(ctx); close(done) }()
@@ -263,7 +263,7 @@ func TestPickupWatches(t *testing.T) {
 // reach cleanup with the message; an unknown option is refused at start.
 func TestPickupFilterAndOverride(t *testing.T) {
 	e := newEnv(t, "content_filter = smtp:[127.0.0.1]:10025\nreceive_override_options = no_address_mappings")
-	cl := startCleanup(t, e.p.cleanupPath, handoff.OK)
+	cl := startCleanup(t, e.p.cleanup.Path(), handoff.OK)
 	e.drop(t, "Subject: x\n\nbody\n")
 	e.p.Scan(context.Background())
 	got := cl.received()

@@ -112,9 +112,22 @@ type Context struct {
 
 // Handler serves one connection. The skeleton calls Handle in its own
 // goroutine, at most MaxProc at once, and closes conn when it returns.
-// ctx is cancelled when the worker must stop at once (SIGTERM).
+// ctx is cancelled when the worker must stop at once (SIGTERM); Stopping(ctx)
+// is closed earlier, when it stops taking new connections (reload,
+// max_use, max_idle): a handler that keeps a connection open between
+// requests then ends it after the request in progress.
 type Handler interface {
 	Handle(ctx context.Context, conn net.Conn)
+}
+
+type stoppingKey struct{}
+
+// Stopping returns a channel closed once the worker that passed ctx to
+// Handle stops accepting connections (nil, never closed, for other
+// contexts).
+func Stopping(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(stoppingKey{}).(chan struct{})
+	return ch
 }
 
 // Trigger receives wake-up requests: each byte a client writes calls
@@ -375,13 +388,15 @@ type worker struct {
 
 func newWorker(log *maillog.Logger, lns []net.Listener, status *os.File) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	ctx = context.WithValue(ctx, stoppingKey{}, stopped)
 	return &worker{
 		log:      log,
 		lns:      lns,
 		status:   status,
 		ctx:      ctx,
 		cancel:   cancel,
-		stopped:  make(chan struct{}),
+		stopped:  stopped,
 		retireCh: make(chan string, 1),
 		eofCh:    make(chan struct{}),
 		fatalCh:  make(chan error, 1),

@@ -404,3 +404,9 @@ func TestRootRefusedWhenUnprivileged(t *testing.T) {
 		t.Errorf("maillog lacks the refusal:\n%s", log)
 	}
 }
+
+func TestStoppingOutsideWorker(t *testing.T) {
+	if ch := Stopping(context.Background()); ch != nil {
+		t.Errorf("Stopping of a plain context = %v, want nil", ch)
+	}
+}

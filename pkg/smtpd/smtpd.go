@@ -50,20 +50,20 @@ import (
 
 // Server holds what every session of this smtpd shares.
 type Server struct {
-	log         *maillog.Logger
-	banner      string
-	myhostname  string
-	mailName    string
-	mynetworks  *matchlist.List
-	resolver    *resolve.Resolver
-	relayRules  []string
-	rcptRules   []string
-	unlisted    bool
-	cleanupPath string
-	ifaces      []netip.Addr
-	timeout     time.Duration
-	ipcTimeout  time.Duration
-	peerLookup  bool
+	log        *maillog.Logger
+	banner     string
+	myhostname string
+	mailName   string
+	mynetworks *matchlist.List
+	resolver   *resolve.Resolver
+	relayRules []string
+	rcptRules  []string
+	unlisted   bool
+	cleanup    *handoff.Pool // connections to cleanup, reused across messages
+	ifaces     []netip.Addr
+	timeout    time.Duration
+	ipcTimeout time.Duration
+	peerLookup bool
 	// filter is content_filter, flags receive_override_options as
 	// cleanup flags; noUnknownRcpt is its no_unknown_recipient_checks.
 	filter        string
@@ -98,20 +98,21 @@ func NewServer(cfg *config.Config, log *maillog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		log:         log,
-		banner:      cfg.Get("smtpd_banner"),
-		myhostname:  cfg.Get("myhostname"),
-		mailName:    cfg.Get("mail_name"),
-		resolver:    res,
-		relayRules:  cfg.List("smtpd_relay_restrictions"),
-		rcptRules:   cfg.List("smtpd_recipient_restrictions"),
-		unlisted:    cfg.Bool("smtpd_reject_unlisted_recipient"),
-		cleanupPath: filepath.Join(cfg.Get("queue_directory"), queue.Public, cfg.Get("cleanup_service_name")),
-		timeout:     cfg.Duration("smtpd_timeout"),
-		ipcTimeout:  cfg.Duration("ipc_timeout"),
-		peerLookup:  cfg.Bool("smtpd_peername_lookup"),
-		filter:      cfg.Get("content_filter"),
-		conns:       make(chan net.Conn),
+		log:        log,
+		banner:     cfg.Get("smtpd_banner"),
+		myhostname: cfg.Get("myhostname"),
+		mailName:   cfg.Get("mail_name"),
+		resolver:   res,
+		relayRules: cfg.List("smtpd_relay_restrictions"),
+		rcptRules:  cfg.List("smtpd_recipient_restrictions"),
+		unlisted:   cfg.Bool("smtpd_reject_unlisted_recipient"),
+		cleanup: handoff.NewPool(filepath.Join(cfg.Get("queue_directory"), queue.Public, cfg.Get("cleanup_service_name")),
+			cfg.Duration("ipc_timeout")),
+		timeout:    cfg.Duration("smtpd_timeout"),
+		ipcTimeout: cfg.Duration("ipc_timeout"),
+		peerLookup: cfg.Bool("smtpd_peername_lookup"),
+		filter:     cfg.Get("content_filter"),
+		conns:      make(chan net.Conn),
 	}
 	if s.flags, s.noUnknownRcpt, err = handoff.ReceiveOverride(cfg.List("receive_override_options")); err != nil {
 		return nil, err
@@ -480,7 +481,7 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.s.localClient(ss.client.ip) {
 		req.RewriteContext = handoff.ContextLocal
 	}
-	st, err := handoff.Open(ss.s.cleanupPath, req, ss.s.ipcTimeout)
+	st, err := ss.s.cleanup.Open(req)
 	if err != nil {
 		var he *handoff.Error
 		if errors.As(err, &he) {
