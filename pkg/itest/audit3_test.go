@@ -455,3 +455,16 @@ func TestAudit3NoWorldWritableQueue(t *testing.T) {
 		}
 	}
 }
+
+// A message whose last line has no newline is delivered with one, as
+// Postfix's record-based queue file does.
+func TestAudit3SendmailNoFinalNewline(t *testing.T) {
+	in := newSendmailInstance(t, Options{})
+	if r := in.Sendmail("sendmail", "Subject: partial\n\nfirst\nlast", nil, "-i", "user@itest.test"); r.Code != 0 {
+		t.Fatalf("sendmail: exit %d: %s", r.Code, r.Stderr)
+	}
+	got := readFile(t, in.WaitMaildir("itest.test/user", 1, 15*time.Second)[0])
+	if !strings.HasSuffix(got, "\n\nfirst\nlast\n") {
+		t.Errorf("delivered %q", got)
+	}
+}
