@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"postern/pkg/ipc"
 )
 
@@ -466,5 +468,76 @@ func TestAudit3SendmailNoFinalNewline(t *testing.T) {
 	got := readFile(t, in.WaitMaildir("itest.test/user", 1, 15*time.Second)[0])
 	if !strings.HasSuffix(got, "\n\nfirst\nlast\n") {
 		t.Errorf("delivered %q", got)
+	}
+}
+
+// mailbox_command's environment as Postfix's local/command.c sets it: the
+// client attributes of an SMTP message and ENVID; EXTENSION and the
+// client attributes absent when there are none (a sendmail submission to
+// an address without extension).
+func TestAudit3CommandEnvironment(t *testing.T) {
+	needRoot(t)
+	in := newSendmailInstance(t, Options{NoStart: true})
+	ron := addUser(t, in.Dir, "r")
+	out := filepath.Join(in.Dir, "out")
+	os.Mkdir(out, 0o755)
+	os.Chmod(out, 0o1777)
+	envFile := filepath.Join(out, "env.txt")
+	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nrecipient_delimiter = +\nmailbox_command = (echo ---; env) >> %s\n", localDomain, envFile))
+	in.Start()
+	to := ron.Name + "@" + localDomain
+
+	c, err := dialSMTP(in.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("client.itest.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("user@itest.test", &smtp.MailOptions{EnvelopeID: "env-42"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: env\r\n\r\nx\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	if !in.WaitLog("to=<"+to+">, relay=local", 15*time.Second) {
+		t.Fatalf("log:\n%s", in.Log())
+	}
+	if r := in.Sendmail("sendmail", "Subject: env2\n\ny\n", nil, "-f", "user@itest.test", to); r.Code != 0 {
+		t.Fatalf("sendmail: exit %d: %s", r.Code, r.Stderr)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for strings.Count(in.Log(), "to=<"+to+">, relay=local") < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	parts := strings.Split(readFile(t, envFile), "---\n")
+	if len(parts) != 3 {
+		t.Fatalf("env.txt: %q", parts)
+	}
+	has := func(env, line string) bool { return strings.Contains("\n"+env, "\n"+line+"\n") }
+	smtpEnv, dropEnv := parts[1], parts[2]
+	for _, want := range []string{"CLIENT_ADDRESS=127.0.0.1", "CLIENT_HELO=client.itest.test", "CLIENT_HOSTNAME=localhost",
+		"CLIENT_PROTOCOL=ESMTP", "ENVID=env-42", "HOME=" + ron.Home, "USER=" + ron.Name, "LOGNAME=" + ron.Name,
+		"SENDER=user@itest.test", "RECIPIENT=" + to, "LOCAL=" + ron.Name, "DOMAIN=" + localDomain, "SHELL=/bin/sh"} {
+		if !has(smtpEnv, want) {
+			t.Errorf("SMTP message: no %s in\n%s", want, smtpEnv)
+		}
+	}
+	for _, env := range []string{smtpEnv, dropEnv} {
+		if strings.Contains(env, "EXTENSION=") {
+			t.Errorf("EXTENSION set without an extension:\n%s", env)
+		}
+	}
+	if strings.Contains(dropEnv, "CLIENT_ADDRESS=") || strings.Contains(dropEnv, "ENVID=") || !has(dropEnv, "RECIPIENT="+to) {
+		t.Errorf("sendmail message:\n%s", dropEnv)
 	}
 }

@@ -558,14 +558,19 @@ func (j *recipientJob) content(flags copyFlags) func(io.Writer) error {
 // commandEnvFor builds a command's environment for the recipient.
 func (u *unixAgent) commandEnvFor(j *recipientJob, a *attrs) []string {
 	env := j.m.Envelope
-	vals := [][2]string{
-		{"SENDER", env.Sender}, {"RECIPIENT", j.addr}, {"ORIGINAL_RECIPIENT", j.origTo()},
-		{"LOCAL", j.local}, {"DOMAIN", j.domain}, {"EXTENSION", j.ext},
+	vals := [][2]string{{"SENDER", env.Sender}, {"RECIPIENT", j.addr}, {"LOCAL", j.local}}
+	// As Postfix's local/command.c, the optional ones only when set: a
+	// script may test ${EXTENSION+x}.
+	for _, kv := range [][2]string{
+		{"ORIGINAL_RECIPIENT", j.origTo()}, {"DOMAIN", j.domain}, {"EXTENSION", j.ext},
+		{"ENVID", env.DSNEnvID},
 		{"CLIENT_ADDRESS", env.ClientAddr}, {"CLIENT_HELO", env.HeloName},
 		{"CLIENT_HOSTNAME", env.ClientName}, {"CLIENT_PROTOCOL", env.Protocol},
-	}
-	if env.AuthUser != "" {
-		vals = append(vals, [2]string{"SASL_USERNAME", env.AuthUser})
+		{"SASL_USERNAME", env.AuthUser},
+	} {
+		if kv[1] != "" {
+			vals = append(vals, kv)
+		}
 	}
 	if a != nil {
 		vals = append(vals, [2]string{"SHELL", a.shell}, [2]string{"HOME", a.home},
