@@ -137,7 +137,7 @@ func runChild(req *childRequest, stdin io.Reader) childResult {
 				write = func(w io.Writer) error { return inner(&limitWriter{w: w, left: req.Limit}) }
 			}
 			var group dirsync.Group
-			err = deliverMaildir(base, rel, req.Hostname, o, &group, write)
+			err = deliverMaildir(base, rel, req.Hostname, o, &group, nil, write)
 		} else {
 			if base == "" {
 				base = filepath.Dir(req.Path)

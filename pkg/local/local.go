@@ -80,6 +80,7 @@ type Agent struct {
 	ipcTimeout time.Duration
 	root       bool
 	dirs       dirsync.Group // shared fsyncs of Maildir new/ directories
+	maildirs   dirCache      // open new/ directories of recent Maildirs
 	unix       *unixAgent    // the local program's Unix-account delivery
 }
 
@@ -214,7 +215,7 @@ func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result
 	}
 	write := func(w io.Writer) error { return a.writeMessage(w, m, r, false) }
 	if strings.HasSuffix(path, "/") {
-		if err := deliverMaildir(a.base, path, a.hostname, o, &a.dirs, write); err != nil {
+		if err := deliverMaildir(a.base, path, a.hostname, o, &a.dirs, &a.maildirs, write); err != nil {
 			a.log.Warning("maildir delivery to %s: %v", r.Addr, err)
 			return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "maildir delivery failed: " + errText(err)}
 		}

@@ -80,14 +80,12 @@ func walk(fd int, rel string, o owner) (int, error) {
 
 var maildirCounter atomic.Uint64
 
-// deliverMaildir writes one message into the Maildir base/rel (rel ends in
-// '/'): into tmp/, fsynced, then renamed into new/, and new/ fsynced
-// (shared with concurrent deliveries to the same Maildir through group),
-// so a message is in new/ only when complete and durable.
-func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, write func(io.Writer) error) error {
+// openMaildir opens base/rel (rel ends in '/') as openDirs does, makes
+// sure tmp/, new/ and cur/ exist, and returns new/.
+func openMaildir(base, rel string, o owner) (int, error) {
 	dir, err := openDirs(base, rel, o)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	defer unix.Close(dir)
 	var sub [3]int
@@ -101,13 +99,37 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 			for _, fd := range sub[:i] {
 				unix.Close(fd)
 			}
-			return err
+			return -1, err
 		}
 	}
-	tmp, newd := sub[0], sub[1]
-	defer unix.Close(tmp)
-	defer unix.Close(newd)
-	defer unix.Close(sub[2])
+	unix.Close(sub[0])
+	unix.Close(sub[2])
+	return sub[1], nil
+}
+
+// deliverMaildir writes one message into the Maildir base/rel (rel ends in
+// '/'): as an unnamed file in new/, fsynced, then linked in (or, where
+// the file system cannot, into tmp/, fsynced, then renamed into new/),
+// and new/ fsynced (shared with concurrent deliveries to the same Maildir
+// through group), so a message is in new/ only when complete and
+// durable. cache, when not nil, keeps new/ open between deliveries.
+func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, cache *dirCache, write func(io.Writer) error) error {
+	var newd int
+	if cache != nil {
+		fd, release, err := cache.get(base, rel, o)
+		if err != nil {
+			return err
+		}
+		defer release()
+		newd = fd
+	} else {
+		fd, err := openMaildir(base, rel, o)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		newd = fd
+	}
 
 	now := time.Now()
 	name := fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), maildirCounter.Add(1), safeHost(hostname))
@@ -125,6 +147,15 @@ func deliverMaildir(base, rel, hostname string, o owner, group *dirsync.Group, w
 		}
 		return nil
 	}
+	dup, err := unix.Openat(newd, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open maildir: %w", err)
+	}
+	tmp, err := walk(dup, "tmp", o)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tmp)
 	fd, err := unix.Openat(tmp, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0600)
 	if err != nil {
 		return fmt.Errorf("create maildir file: %w", err)
