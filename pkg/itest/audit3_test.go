@@ -9,6 +9,7 @@ package itest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -540,4 +541,46 @@ func TestAudit3CommandEnvironment(t *testing.T) {
 	if strings.Contains(dropEnv, "CLIENT_ADDRESS=") || strings.Contains(dropEnv, "ENVID=") || !has(dropEnv, "RECIPIENT="+to) {
 		t.Errorf("sendmail message:\n%s", dropEnv)
 	}
+}
+
+// Address classes at RCPT time (trivial-rewrite and smtpd): the local
+// class from mydestination's default ($myhostname, localhost.$mydomain)
+// and the inet_interfaces address, with local_recipient_maps; the virtual
+// alias class; the relay class from relay_domains.
+func TestAudit3RecipientClasses(t *testing.T) {
+	in := NewInstance(t, Options{NoStart: true})
+	in.write("valias", "a@alias.itest.test user@itest.test\n")
+	in.AppendMainCf("mynetworks = 127.0.0.2/32\nmydestination = $myhostname, localhost.$mydomain, localhost\n" +
+		"virtual_alias_domains = alias.itest.test\nvirtual_alias_maps = texthash:" + filepath.Join(in.Conf, "valias") +
+		"\nrelay_domains = relay.example\nrecipient_delimiter = +\n")
+	in.Start()
+	c, err := dialSMTP(in.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.itest.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("a@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{"root@mta.itest.test", "root+ext@localhost.itest.test", "root@[127.0.0.1]", "root@localhost",
+		"a@alias.itest.test", "anyone@relay.example"} {
+		if err := c.Rcpt(ok, nil); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
+	}
+	for rcpt, text := range map[string]string{
+		"nosuchuser@localhost.itest.test": "Recipient address rejected: User unknown in local recipient table",
+		"b@alias.itest.test":              "Recipient address rejected: User unknown in virtual alias table",
+		"x@[192.0.2.1]":                   "Relay access denied",
+	} {
+		var se *smtp.SMTPError
+		err := c.Rcpt(rcpt, nil)
+		if !errors.As(err, &se) || se.Message != "<"+rcpt+">: "+text {
+			t.Errorf("%s: %v, want %q", rcpt, err, text)
+		}
+	}
+	c.Quit()
 }
