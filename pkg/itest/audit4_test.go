@@ -231,11 +231,17 @@ func a4Ports(t *testing.T, n int, live ...int) (int, map[int]net.Listener) {
 // DNS server with records, and port as smtp_tcp_port.
 func a4Instance(t *testing.T, port int, mainCf string, records ...string) *Instance {
 	t.Helper()
+	return a4InstanceWith(t, port, mainCf, "", records...)
+}
+
+// a4InstanceWith is a4Instance with more master.cf lines.
+func a4InstanceWith(t *testing.T, port int, mainCf, masterCf string, records ...string) *Instance {
+	t.Helper()
 	dns := dnstest.New(t, records...)
 	return NewInstance(t, Options{
 		MainCf: fmt.Sprintf("dns_resolver_address = %s\nsmtp_tcp_port = %d\n", dns.Addr, port) + mainCf,
 		MasterCf: "smtp      unix  -       -       n       -       -       smtp\n" +
-			"relay     unix  -       -       n       -       -       smtp",
+			"relay     unix  -       -       n       -       -       smtp\n" + masterCf,
 	})
 }
 
@@ -356,6 +362,29 @@ func TestAudit4DeferThenFlush(t *testing.T) {
 	if !in.WaitLog(id+": removed", 10*time.Second) {
 		t.Errorf("not removed after delivery\n%s", in.Log())
 	}
+}
+
+// TestAudit4SendmailQ: sendmail -q retries the deferred queue at once,
+// as postqueue -f does.
+func TestAudit4SendmailQ(t *testing.T) {
+	port, lns := a4Ports(t, 2, 2)
+	mx := a4Fake(t, lns[2], nil, false)
+	mx.rcptReply = func(to string, n int) *smtp.SMTPError {
+		if n == 1 {
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Try again later"}
+		}
+		return nil
+	}
+	in := a4InstanceWith(t, port, "minimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n", pickupMasterCf,
+		"q.example. MX 10 mx.q.example.", "mx.q.example. A 127.0.0.2")
+	id := a4Send(t, in, "sender@example.org", []string{"u@q.example"}, "Subject: q\r\n\r\nlater\r\n")
+	a4WaitLine(t, in, id+": to=<u@q.example>", "status=deferred")
+	in.waitQueued("deferred", id)
+	if r := in.Sendmail("sendmail", "", nil, "-q"); r.Code != 0 {
+		t.Fatalf("sendmail -q: exit %d: %s", r.Code, r.Stderr)
+	}
+	mx.waitMessages(t, in, 1)
+	a4WaitLine(t, in, id+": to=<u@q.example>", "status=sent")
 }
 
 // TestAudit4BounceReachesSender: a 5xx reply bounces the recipient; the
@@ -774,4 +803,57 @@ func TestAudit4BounceQueueLifetime(t *testing.T) {
 	if !in.WaitLog(id+": removed", 20*time.Second) {
 		t.Errorf("null-sender message still queued after bounce_queue_lifetime\n%s", in.Log())
 	}
+}
+
+// TestAudit4FlushWithinActiveLimit: a flush of more deferred mail than
+// qmgr_message_active_limit never has more than that many messages in
+// active/ (qmgr's memory bound), and delivers them all.
+func TestAudit4FlushWithinActiveLimit(t *testing.T) {
+	port, _ := a4Ports(t, 2) // nothing listens yet: connections are refused
+	const n, limit = 60, 5
+	in := a4Instance(t, port, fmt.Sprintf("qmgr_message_active_limit = %d\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n", limit),
+		"down.example. MX 10 mx.down.example.", "mx.down.example. A 127.0.0.2")
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 4)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_, err := send(t, in.Addr, "sender@example.org", []string{fmt.Sprintf("r%d@down.example", i)}, "Subject: flush\r\n\r\nbody\r\n")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.WaitQueueFiles("deferred", n, 30*time.Second)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.2:%d", port))
+	if err != nil {
+		t.Skipf("port %d taken meanwhile: %v", port, err)
+	}
+	mx := a4Fake(t, ln, nil, false)
+	in.mustPostern("flush")
+	deadline := time.Now().Add(60 * time.Second)
+	maxActive := 0
+	for len(mx.messages()) < n {
+		maxActive = max(maxActive, len(in.QueueFiles("active")))
+		if time.Now().After(deadline) {
+			t.Fatalf("flush delivered %d of %d\n%s", len(mx.messages()), n, in.Log())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if maxActive > limit {
+		t.Errorf("%d messages in active/ at once, above qmgr_message_active_limit %d", maxActive, limit)
+	}
+	if maxActive == 0 {
+		t.Log("active/ never sampled non-empty")
+	}
+	t.Logf("flush of %d: at most %d in active/", n, maxActive)
 }
