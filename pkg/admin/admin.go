@@ -16,6 +16,7 @@ package admin
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"postern/pkg/config"
 	"postern/pkg/control"
@@ -112,8 +113,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 // Start checks the configuration and starts the instance, as `postfix
 // start` runs `postfix check` first; control.Start prepares the queue.
 func Start(dir string, stdout, stderr io.Writer) int {
-	if _, rc := validate(dir, stderr); rc != 0 {
+	cfg, rc := validate(dir, stderr)
+	if rc != 0 {
 		return rc
+	}
+	if owner, err := master.LookupOwner(cfg); err == nil && os.Geteuid() == 0 {
+		for _, w := range unreadableByOwner(cfg, owner) {
+			fmt.Fprintf(stderr, "postern: warning: %s\n", w)
+		}
 	}
 	return control.Start(dir, stdout, stderr)
 }
@@ -129,6 +136,11 @@ func Check(dir string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "postern: fatal: %v\n", err)
 		return 1
+	}
+	if os.Geteuid() == 0 {
+		for _, w := range unreadableByOwner(cfg, owner) {
+			fmt.Fprintf(stderr, "postern: warning: %s\n", w)
+		}
 	}
 	changes, err := master.Prepare(cfg, owner)
 	for _, c := range changes {
