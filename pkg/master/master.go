@@ -47,13 +47,17 @@
 // lock $data_directory/master.lock (a second master of the instance
 // fails), open every listener (a failure is fatal), write
 // $queue_directory/pid/master.pid, log "daemon started -- version X,
-// configuration DIR", start the workers.
+// configuration DIR", start the workers: those with a wake-up timer
+// (qmgr, pickup) at once, the others on demand, when a client first waits
+// on one of their listeners (the master polls them; a waiting client sits
+// in the listen backlog meanwhile), as Postfix's master does.
 //
 // A worker that exits abnormally is logged ("warning: process PATH pid N
-// exit status S" or "killed by signal S") and restarted at once, unless
+// exit status S" or "killed by signal S") and restarted (on demand, as
+// above), unless
 // it never served and died within startupWindow of its start: then
 // "warning: PATH: bad command startup -- throttling" and the next start
-// waits service_throttle_time. A worker that exits 0 is restarted at once
+// waits service_throttle_time. A worker that exits 0 is restarted too
 // (throttled the same way if it exits within a second without serving,
 // to break a restart loop).
 //
@@ -102,6 +106,8 @@ import (
 	"postern/pkg/maillog"
 	"postern/pkg/mastercf"
 	"postern/pkg/server"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -228,6 +234,17 @@ type service struct {
 	throttled   bool
 	removed     bool
 	wakeStop    chan struct{}
+	// waiting is the goroutine that waits for the first client of a
+	// service started on demand (see awaitDemand); demand is set once
+	// one came.
+	waiting *demandWait
+	demand  bool
+}
+
+// demandWait is one wait for a client on a service's listeners; closing
+// cancel ends it.
+type demandWait struct {
+	cancel *os.File // write end of a pipe the waiter polls too
 }
 
 // proc is one worker process.
@@ -265,6 +282,7 @@ type supervisor struct {
 	exits    chan *proc
 	statuses chan statusEvent
 	restarts chan restartReq
+	demands  chan *service
 	done     chan struct{}
 	stopping bool
 }
@@ -319,6 +337,7 @@ func run(dir string, verbose bool) int {
 		exits:    make(chan *proc),
 		statuses: make(chan statusEvent),
 		restarts: make(chan restartReq),
+		demands:  make(chan *service),
 		done:     make(chan struct{}),
 	}
 	defer func() { m.log.Close() }()
@@ -384,6 +403,13 @@ func run(dir string, verbose bool) int {
 			}
 			r.s.throttled = false
 			m.start(r.s)
+		case s := <-m.demands:
+			if s.waiting == nil {
+				continue // cancelled meanwhile
+			}
+			m.cancelDemand(s)
+			s.demand = true
+			m.start(s)
 		}
 	}
 }
@@ -569,10 +595,71 @@ func (m *supervisor) env(s *service) []string {
 }
 
 // start starts the accepting worker of s.
+// start starts the worker of s: at once for a service with a wake-up
+// timer (qmgr, pickup), otherwise once a client waits on one of its
+// listeners, as Postfix's master starts services on demand: an
+// instance runs only the processes its mail needs (the master holds
+// the listeners, so no client is refused meanwhile).
 func (m *supervisor) start(s *service) {
 	if s.cur != nil || s.removed || m.stopping || s.throttled {
 		return
 	}
+	if s.def.Wakeup <= 0 && !s.demand {
+		m.awaitDemand(s)
+		return
+	}
+	s.demand = false
+	m.spawn(s)
+}
+
+// awaitDemand waits, in a goroutine, until a listener of s has a client
+// waiting, then hands s to the main loop (m.demands).
+func (m *supervisor) awaitDemand(s *service) {
+	if s.waiting != nil || len(s.lns) == 0 {
+		return
+	}
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		m.log.Warning("service %s: %v; starting it now", s.def.Key(), err)
+		m.spawn(s)
+		return
+	}
+	r, w := os.NewFile(uintptr(pipe[0]), "demand"), os.NewFile(uintptr(pipe[1]), "demand")
+	s.waiting = &demandWait{cancel: w}
+	fds := make([]unix.PollFd, 0, len(s.lns)+1)
+	for _, l := range s.lns {
+		fds = append(fds, unix.PollFd{Fd: int32(l.Fd()), Events: unix.POLLIN})
+	}
+	fds = append(fds, unix.PollFd{Fd: int32(r.Fd()), Events: unix.POLLIN})
+	go func() {
+		defer r.Close()
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || fds[len(fds)-1].Revents != 0 {
+				return // cancelled (or the poll failed: stop waiting)
+			}
+			break
+		}
+		select {
+		case m.demands <- s:
+		case <-m.done:
+		}
+	}()
+}
+
+// cancelDemand ends a pending wait of s.
+func (m *supervisor) cancelDemand(s *service) {
+	if s.waiting != nil {
+		s.waiting.cancel.Close()
+		s.waiting = nil
+	}
+}
+
+// spawn starts a worker process for s now.
+func (m *supervisor) spawn(s *service) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		m.log.Warning("%s: status socket: %v", s.plan.Path, err)
@@ -723,6 +810,7 @@ func (m *supervisor) exited(p *proc) {
 func (m *supervisor) remove(s *service) {
 	s.removed = true
 	m.stopWakeup(s)
+	m.cancelDemand(s)
 	m.retire(s)
 	for p := range s.old {
 		p.closeStatus()
@@ -823,6 +911,7 @@ func (m *supervisor) terminate(sig syscall.Signal) {
 	m.stopping = true
 	for _, s := range m.services {
 		m.stopWakeup(s)
+		m.cancelDemand(s)
 	}
 	for p := range m.procs {
 		p.closeStatus()
@@ -837,6 +926,7 @@ func (m *supervisor) terminate(sig syscall.Signal) {
 			m.exited(p)
 		case <-m.statuses:
 		case <-m.restarts:
+		case <-m.demands:
 		case <-deadline.C:
 			if killed {
 				m.log.Warning("%d worker processes did not exit", len(m.procs))

@@ -300,6 +300,14 @@ crashy unix - n n - - crash
 		t.Fatal("same worker pid after SIGKILL")
 	}
 
+	// Services start on demand: a client waiting on crashy's socket
+	// makes the master start it, again after each throttle while the
+	// client waits.
+	waiting, err := net.Dial("unix", filepath.Join(in.dir, "q", "private", "crashy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiting.Close()
 	crash := filepath.Join(binDir, "crash")
 	in.waitLog(fmt.Sprintf("warning: %s: bad command startup -- throttling", crash))
 	time.Sleep(2500 * time.Millisecond)
@@ -485,5 +493,44 @@ func TestStockMasterCFRuns(t *testing.T) {
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	if code := in.exitCode(20 * time.Second); code != 0 {
 		t.Fatalf("master exit %d\n%s", code, in.stderr.String())
+	}
+}
+
+// children lists the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestStartOnDemand: a service without a wake-up timer gets its worker
+// only once a client waits on its listener, and that client is served.
+func TestStartOnDemand(t *testing.T) {
+	port := freePort(t)
+	in := newInstance(t, fmt.Sprintf("127.0.0.1:%d inet n n n - - echo\n", port), "")
+	in.start()
+	time.Sleep(300 * time.Millisecond)
+	if kids := children(in.cmd.Process.Pid); len(kids) != 0 {
+		t.Fatalf("workers %v running before any client", kids)
+	}
+	s := mustDial(t, port)
+	s.echo(t, "first client")
+	if kids := children(in.cmd.Process.Pid); len(kids) != 1 || kids[0] != s.pid {
+		t.Errorf("workers %v after the first client, want [%d]", kids, s.pid)
 	}
 }
