@@ -786,12 +786,8 @@ func TestAudit4QueueLifetime(t *testing.T) {
 
 // TestAudit4BounceQueueLifetime: a bounce (null sender) still deferred
 // after bounce_queue_lifetime expires although maximal_queue_lifetime is
-// longer. Known gap at the time of the audit: qmgr uses only
-// maximal_queue_lifetime; set POSTERN_AUDIT_GAPS=1 to run it.
+// longer.
 func TestAudit4BounceQueueLifetime(t *testing.T) {
-	if os.Getenv("POSTERN_AUDIT_GAPS") == "" {
-		t.Skip("bounce_queue_lifetime is not implemented in qmgr (issue 4 audit); POSTERN_AUDIT_GAPS=1 runs this")
-	}
 	port, lns := a4Ports(t, 2, 2)
 	mx := a4Fake(t, lns[2], nil, false)
 	mx.rcptReply = func(string, int) *smtp.SMTPError {
@@ -894,12 +890,8 @@ func TestAudit4SenderDependentRelayhostDead(t *testing.T) {
 
 // TestAudit4QueueLifetimeZero: maximal_queue_lifetime = 0 means "try
 // once" in Postfix (postconf(5)): the first temporary failure returns the
-// message to its sender. Known gap at the time of the audit: qmgr treats
-// 0 as "never expire"; set POSTERN_AUDIT_GAPS=1 to run this.
+// message to its sender.
 func TestAudit4QueueLifetimeZero(t *testing.T) {
-	if os.Getenv("POSTERN_AUDIT_GAPS") == "" {
-		t.Skip("maximal_queue_lifetime = 0 keeps mail forever in qmgr (issue 4 audit); POSTERN_AUDIT_GAPS=1 runs this")
-	}
 	port, lns := a4Ports(t, 2, 2)
 	mx := a4Fake(t, lns[2], nil, false)
 	mx.rcptReply = func(string, int) *smtp.SMTPError {

@@ -18,6 +18,11 @@
 // Delivered and Failed recipients are done and never retried. When every
 // recipient of a message has an answer the message leaves active/: to
 // deferred/ with a back-off if any was deferred, else it is removed.
+// A message still deferred after an attempt that ends once its time in the
+// queue has reached its lifetime (maximal_queue_lifetime, or
+// bounce_queue_lifetime for a bounce; 0: tried once) is returned to its
+// sender instead (expire, as Postfix's qmgr_active.c): the last attempt
+// always runs, and its deferral reasons are the report's.
 // Before that it queues the notices owed (bounce.go): non-delivery reports,
 // success notices for NOTIFY=SUCCESS, one delay warning once the message is
 // older than delay_warning_time, and the postmaster copies notify_classes
@@ -75,10 +80,12 @@ type Qmgr struct {
 	minBackoff  time.Duration
 	maxBackoff  time.Duration
 	runDelay    time.Duration
-	lifetime    time.Duration
-	ipcTimeout  time.Duration
-	delims      string // recipient_delimiter
-	notices     notices
+	lifetime    time.Duration // maximal_queue_lifetime
+	// bounceLifetime is bounce_queue_lifetime, at most lifetime.
+	bounceLifetime time.Duration
+	ipcTimeout     time.Duration
+	delims         string // recipient_delimiter
+	notices        notices
 
 	incoming chan struct{}
 	deferred chan bool // true: flush (ignore retry times)
@@ -114,8 +121,8 @@ type message struct {
 	deferred bool
 	failures []failure // why recipients failed, for the bounce (under q.mu)
 	// successes are recipients delivered with NOTIFY=SUCCESS in this
-	// attempt, delays the deferred ones when delay warnings are on
-	// (under q.mu).
+	// attempt, delays the deferred ones with their reasons, for the delay
+	// warning and an expiry (under q.mu).
 	successes []failure
 	delays    []failure
 }
@@ -180,7 +187,6 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 		minBackoff:  cfg.Duration("minimal_backoff_time"),
 		maxBackoff:  cfg.Duration("maximal_backoff_time"),
 		runDelay:    cfg.Duration("queue_run_delay"),
-		lifetime:    cfg.Duration("maximal_queue_lifetime"),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
 		delims:      cfg.Get("recipient_delimiter"),
 		incoming:    make(chan struct{}, 1),
@@ -197,6 +203,11 @@ func newQmgr(cfg *config.Config, log *maillog.Logger) (*Qmgr, error) {
 	}
 	if q.runDelay <= 0 {
 		q.runDelay = 300 * time.Second
+	}
+	var warn string
+	q.lifetime, q.bounceLifetime, warn = queueLifetimes(cfg)
+	if warn != "" {
+		log.Warning("%s", warn)
 	}
 	q.initNotices()
 	return q, nil
@@ -377,15 +388,10 @@ func (q *Qmgr) load(id queue.ID) {
 	msg := &message{id: id, m: m, activeAt: time.Now()}
 	q.log.Queued(string(id), env.Sender, m.Size, len(env.Recipients))
 
-	expired := q.lifetime > 0 && time.Since(env.Arrival) > q.lifetime
 	groups := map[string]*job{}
 	var order []*job
 	for i, r := range env.Recipients {
 		if r.Status.Done() {
-			continue
-		}
-		if expired {
-			q.finishRecipient(msg, i, deliver.Result{Index: i, Status: deliver.Bounce, DSN: "4.4.7", Text: "message expired"}, "expired", "none", "")
 			continue
 		}
 		res, err := q.route(env, r.Addr) // a content filter overrides the resolver (filter.go)
@@ -766,9 +772,7 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 	default:
 		q.mu.Lock()
 		msg.deferred = true
-		if q.notices.delayWarning > 0 {
-			msg.delays = append(msg.delays, failure{index: i, result: r, when: time.Now()})
-		}
+		msg.delays = append(msg.delays, failure{index: i, result: r, when: time.Now()})
 		q.mu.Unlock()
 		if !msg.gone { // mailq's "(reason)", postqueue -j's delay_reason
 			rc := msg.m.Envelope.Recipients[i]
@@ -835,44 +839,148 @@ func (q *Qmgr) finish(msg *message) {
 		if err := q.bounceWithFile(msg, true); err != nil {
 			q.log.Warning("%s: %v", id, err)
 		}
-		q.delayWarn(msg)
+		// As Postfix's qmgr_active_done: an expired message gets no delay
+		// warning, and one whose report could not be queued stays
+		// deferred, to be tried (and expired) again.
+		if expired(m.Envelope.Arrival, time.Now(), q.lifetimeFor(m.Envelope.Sender)) {
+			if q.expire(msg) {
+				m.Close()
+				q.remove(id)
+				return
+			}
+		} else {
+			q.delayWarn(msg)
+		}
 		m.Close()
 		age := time.Since(m.Envelope.Arrival)
-		delay := min(max(age, q.minBackoff), q.maxBackoff)
-		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(delay)); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Warning("%s: set retry time: %v", id, err)
-			}
-		}
-		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Warning("%s: move to deferred: %v", id, err)
-			}
-		}
+		q.toDeferred(id, min(max(age, q.minBackoff), q.maxBackoff))
 	} else if err := q.bounceWithFile(msg, false); err != nil {
 		// Keep the message until its sender can be told.
 		q.log.Warning("%s: %v", id, err)
 		m.Close()
-		if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(q.minBackoff)); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Warning("%s: set retry time: %v", id, err)
-			}
-		}
-		if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Warning("%s: move to deferred: %v", id, err)
-			}
-		}
+		q.toDeferred(id, q.minBackoff)
 	} else {
 		m.Close()
-		if err := q.store.Remove(queue.Active, id); err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				q.log.Warning("%s: remove: %v", id, err)
-			}
-		} else {
-			q.log.Removed(string(id))
+		q.remove(id)
+	}
+}
+
+// toDeferred moves a message from active/ to deferred/, to be tried again
+// after delay.
+func (q *Qmgr) toDeferred(id queue.ID, delay time.Duration) {
+	if err := q.store.SetNextAttempt(queue.Active, id, time.Now().Add(delay)); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			q.log.Warning("%s: set retry time: %v", id, err)
 		}
 	}
+	if err := q.store.Move(id, queue.Active, queue.Deferred); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			q.log.Warning("%s: move to deferred: %v", id, err)
+		}
+	}
+}
+
+// remove deletes a message that is done from active/.
+func (q *Qmgr) remove(id queue.ID) {
+	if err := q.store.Remove(queue.Active, id); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			q.log.Warning("%s: remove: %v", id, err)
+		}
+	} else {
+		q.log.Removed(string(id))
+	}
+}
+
+// queueLifetimes reads maximal_queue_lifetime and bounce_queue_lifetime.
+// As Postfix's qmgr, it lowers a bounce lifetime above the maximal one to
+// it, and says so in warn.
+func queueLifetimes(cfg *config.Config) (lifetime, bounce time.Duration, warn string) {
+	lifetime = max(cfg.Duration("maximal_queue_lifetime"), 0)
+	bounce = max(cfg.Duration("bounce_queue_lifetime"), 0)
+	if bounce > lifetime {
+		warn = "bounce_queue_lifetime is larger than maximal_queue_lifetime - adjusting bounce_queue_lifetime"
+		bounce = lifetime
+	}
+	return lifetime, bounce, warn
+}
+
+// lifetimeFor is how long mail from sender may stay queued:
+// bounce_queue_lifetime for a bounce (the null sender), else
+// maximal_queue_lifetime.
+func (q *Qmgr) lifetimeFor(sender string) time.Duration {
+	if sender == "" {
+		return q.bounceLifetime
+	}
+	return q.lifetime
+}
+
+// expired reports whether a message that arrived at arrival and still has
+// deferred recipients when an attempt ends at now is to be returned: its
+// time in the queue has reached lifetime (Postfix: event_time() >=
+// create_time + lifetime). A lifetime of 0 expires it after its first
+// attempt: "Specify 0 when mail delivery should be tried only once"
+// (postconf(5)).
+func expired(arrival, now time.Time, lifetime time.Duration) bool {
+	return !now.Before(arrival.Add(lifetime))
+}
+
+// expire returns a message whose lifetime is over, as Postfix's qmgr
+// flushes the defer log as a bounce: it logs "ID: from=<sender>,
+// status=expired, returned to sender", every recipient not yet done fails
+// with the status and text of its last deferral (Postfix's failure report
+// keeps the 4.X.Y status under "Action: failed"), and the sender gets the
+// non-delivery report. It reports whether the message is done. When the
+// report cannot be queued the recipients are pending again and the
+// message stays deferred: the next attempt tries them, and expires them,
+// again.
+func (q *Qmgr) expire(msg *message) bool {
+	env := &msg.m.Envelope
+	q.log.Expired(string(msg.id), env.Sender)
+	q.mu.Lock()
+	last := byIndex(msg.delays)
+	q.mu.Unlock()
+	now := time.Now()
+	err := q.withFile(msg, func() error {
+		undo := map[int]queue.RcptStatus{}
+		revert := func() {
+			for i, st := range undo {
+				if err := msg.m.SetStatus(i, st); err != nil {
+					q.log.Warning("%s: %v", msg.id, err)
+				}
+			}
+		}
+		var fails []failure
+		for i, r := range env.Recipients {
+			if r.Status.Done() {
+				continue
+			}
+			f, ok := last[i]
+			if !ok {
+				// Deferred without a reason of this attempt (its
+				// result could not be recorded in the file).
+				f = failure{index: i, result: deliver.Result{Index: i, Status: deliver.Defer, DSN: "4.4.7", Text: "message expired"}, when: now}
+			}
+			if err := msg.m.SetStatus(i, queue.Failed); err != nil {
+				revert()
+				return err
+			}
+			undo[i] = r.Status
+			fails = append(fails, f)
+		}
+		q.mu.Lock()
+		msg.failures = append(msg.failures, fails...)
+		q.mu.Unlock()
+		if err := q.bounce(msg, false); err != nil {
+			revert()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		q.log.Warning("%s: %v", msg.id, err)
+		return false
+	}
+	return true
 }
 
 // freed takes in more mail after a message left active/.
