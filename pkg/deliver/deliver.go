@@ -9,7 +9,12 @@
 //	qmgr  → agent  {req=deliver, queue_id, queue, sender, nexthop,
 //	                arrival, active, nrcpt}
 //	qmgr  → agent  {index, addr, orig, notify, orcpt}        (nrcpt times)
-//	agent → qmgr   {index, status, dsn, text[, site=1]}      (nrcpt times)
+//	agent → qmgr   {index, status, dsn, text[, site=1]
+//	                [, remote_mta, diagnostic]}               (nrcpt times)
+//
+// remote_mta and diagnostic are optional (an older peer neither sends
+// nor reads them): they are the RFC 3464 Remote-MTA and Diagnostic-Code
+// of a result that a remote server's reply decided.
 //
 // The agent reads the message content from the queue file itself; it never
 // changes the file. qmgr records each result in the file (pkg/queue
@@ -69,6 +74,15 @@ type Result struct {
 	// the destination's concurrency and may suspend delivery to it
 	// (Postfix's "site" failure). Only a deferral carries it.
 	Site bool
+	// RemoteMTA is the host name of the server whose reply decided the
+	// result ("mx.example.net"), for the Remote-MTA field of a delivery
+	// status notification ("dns; mx.example.net"); "" when no server
+	// replied (connection trouble, a local error).
+	RemoteMTA string
+	// Diagnostic is the Diagnostic-Code value of that reply, "type;
+	// text": "smtp; 550 5.1.1 <u@example.net>: Recipient address
+	// rejected" (RFC 3464 §2.3.6); "" with RemoteMTA.
+	Diagnostic string
 }
 
 // MaxRecipients bounds one request.
@@ -129,7 +143,8 @@ func (cl *Client) Deliver(req *Request) ([]Result, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, Result{Index: int(idx), Status: Status(a.Str("status")), DSN: a.Str("dsn"), Text: a.Str("text"), Site: a.Str("site") == "1"})
+		out = append(out, Result{Index: int(idx), Status: Status(a.Str("status")), DSN: a.Str("dsn"), Text: a.Str("text"), Site: a.Str("site") == "1",
+			RemoteMTA: a.Str("remote_mta"), Diagnostic: a.Str("diagnostic")})
 	}
 	return out, nil
 }
@@ -185,6 +200,12 @@ func WriteResults(c *ipc.Conn, res []Result) error {
 		a.Add("text", r.Text)
 		if r.Site {
 			a.Add("site", "1")
+		}
+		if r.RemoteMTA != "" {
+			a.Add("remote_mta", r.RemoteMTA)
+		}
+		if r.Diagnostic != "" {
+			a.Add("diagnostic", r.Diagnostic)
 		}
 		if err := c.Send(a); err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 
 // TestRoundTrip sends a request through a socket to a fake agent and
 // checks the results come back as the agent wrote them, the Site flag
-// included.
+// and the optional Remote-MTA and Diagnostic-Code included.
 func TestRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "smtp")
 	ln, err := net.Listen("unix", path)
@@ -23,6 +23,8 @@ func TestRoundTrip(t *testing.T) {
 	want := []Result{
 		{Index: 0, Status: Defer, DSN: "4.4.1", Text: "connect to x[192.0.2.1]:25: Connection refused", Site: true},
 		{Index: 3, Status: Sent, DSN: "2.0.0", Text: "250 ok"},
+		{Index: 4, Status: Bounce, DSN: "5.1.1", Text: "host mx.x[192.0.2.2] said: 550 5.1.1 no (in reply to RCPT TO command)",
+			RemoteMTA: "mx.x", Diagnostic: "smtp; 550 5.1.1 no"},
 	}
 	got := make(chan *Request, 1)
 	go func() {
@@ -50,7 +52,7 @@ func TestRoundTrip(t *testing.T) {
 	defer cl.Close()
 	req := &Request{QueueID: "ABC", Queue: "active", Sender: "s@example.org", Nexthop: "x",
 		Arrival: time.Unix(100, 0), Active: time.Unix(200, 0),
-		Recipients: []Recipient{{Index: 0, Addr: "a@x"}, {Index: 3, Addr: "b@x", Notify: "SUCCESS"}}}
+		Recipients: []Recipient{{Index: 0, Addr: "a@x"}, {Index: 3, Addr: "b@x", Notify: "SUCCESS"}, {Index: 4, Addr: "c@x"}}}
 	res, err := cl.Deliver(req)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	select {
 	case r := <-got:
-		if r == nil || r.QueueID != "ABC" || len(r.Recipients) != 2 || r.Recipients[1].Notify != "SUCCESS" || !r.Arrival.Equal(req.Arrival) {
+		if r == nil || r.QueueID != "ABC" || len(r.Recipients) != 3 || r.Recipients[1].Notify != "SUCCESS" || !r.Arrival.Equal(req.Arrival) {
 			t.Errorf("agent read %+v", r)
 		}
 	case <-time.After(5 * time.Second):

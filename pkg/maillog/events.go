@@ -309,3 +309,19 @@ func FormatDelay(d time.Duration) string {
 	}
 	return s + string(frac)
 }
+
+// SkipServer logs why the smtp or lmtp client leaves a server for the
+// next one, as Postfix's smtp(8) does at level info: a connection that
+// failed is logged as Postfix's smtp_connect.c logs it, without a queue
+// ID ("connect to mx1.example.net[192.0.2.1]:25: Connection refused",
+// id ""); trouble later in the session, or a 4xx reply that sends
+// recipients to a backup server, with the queue ID (smtp_trouble.c: "ID:
+// lost connection with mx1.example.net[192.0.2.1] while receiving the
+// initial server greeting", "ID: host mx1.example.net[192.0.2.1] said:
+// 450 4.7.1 ... (in reply to RCPT TO command)").
+func (l *Logger) SkipServer(id, reason string) {
+	if id != "" {
+		reason = id + ": " + reason
+	}
+	l.log(sevInfo, reason)
+}

@@ -184,6 +184,7 @@ func report(env *queue.Envelope, idx []int, byIndex map[int]failure, action, kin
 		d := dsn.Recipient{
 			Addr: r.Addr, Orig: r.Orig, ORcpt: r.ORcpt,
 			Action: action, Status: f.result.DSN, Reason: f.result.Text, LastAttempt: f.when,
+			RemoteMTA: f.result.RemoteMTA, Diagnostic: f.result.Diagnostic,
 		}
 		all = append(all, d)
 		if wantsNotice(r.Notify, kind) {
@@ -290,6 +291,7 @@ func (q *Qmgr) notifySuccess(msg *message) {
 		rcpts = append(rcpts, dsn.Recipient{
 			Addr: r.Addr, Orig: r.Orig, ORcpt: r.ORcpt, Action: q.notices.action(s.transport),
 			Status: s.result.DSN, Reason: s.result.Text, LastAttempt: s.when,
+			RemoteMTA: s.result.RemoteMTA, Diagnostic: s.result.Diagnostic,
 		})
 	}
 	id := string(msg.id)

@@ -27,11 +27,13 @@ const attrFilter = "filter"
 
 // route returns where recipient addr of the message with envelope env
 // goes: to its content filter when it has one, else where the resolver
-// says.
+// says for mail from env.Sender (sender_dependent_relayhost_maps is
+// resolved here, as Postfix's qmgr asks trivial-rewrite with the sender,
+// so that each sender's relay is a destination of its own).
 func (q *Qmgr) route(env *queue.Envelope, addr string) (resolve.Result, error) {
 	f := env.Attrs[attrFilter]
 	if f == "" {
-		return q.resolver.Resolve(addr)
+		return q.resolver.ResolveFrom(env.Sender, addr)
 	}
 	return filterRoute(f, addr, q.cfg.Get("default_filter_nexthop"), q.cfg.Get("myhostname"))
 }

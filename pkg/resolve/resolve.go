@@ -18,6 +18,15 @@
 // The virtual alias class resolves to the error transport with the reason
 // as next hop, as Postfix's error(8) takes it.
 //
+// ResolveFrom also takes the envelope sender: for the relay and default
+// classes a sender_dependent_relayhost_maps entry for the sender (or its
+// @domain; the null sender is looked up as "<>") replaces relayhost and
+// the recipient domain as next hop, as trivial-rewrite does (resolve.c);
+// "DUNNO" keeps relayhost. A transport's own next hop and transport_maps
+// still win over it. qmgr resolves with the sender, so it queues (and
+// declares dead) per actual next hop; the smtp agent takes the next hop
+// as given.
+//
 // transport_maps (transport(5)) then overrides transport and next hop for
 // all classes but virtual alias: searched with user+ext@domain,
 // user@domain, domain, .parent domains, and "*"; "transport:nexthop" with
@@ -75,6 +84,7 @@ type Resolver struct {
 	vmboxMaps     *table.Maps
 	valiasMaps    *table.Maps
 	transportMaps *transportMaps // nil when transport_maps is empty
+	sndRelay      *table.Maps    // sender_dependent_relayhost_maps; nil when empty
 	localRcpt     localRecipientMaps
 }
 
@@ -158,6 +168,13 @@ func NewWithAliases(cfg *config.Config, open, openAliases Opener) (*Resolver, er
 	}
 	if r.transportMaps, err = openTransportMaps(cfg, open); err != nil {
 		return nil, err
+	}
+	if specs, err := table.SplitSpecs(cfg.Get("sender_dependent_relayhost_maps")); err != nil {
+		return nil, fmt.Errorf("sender_dependent_relayhost_maps: %w", err)
+	} else if len(specs) > 0 {
+		if r.sndRelay, err = OpenMaps(cfg, "sender_dependent_relayhost_maps", open); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := table.SplitSpecs(cfg.Get("local_recipient_maps")); err != nil {
 		return nil, fmt.Errorf("local_recipient_maps: %w", err)
@@ -250,6 +267,43 @@ func (r *Resolver) ClassOf(domain string) (Class, error) {
 // class's, then transport_maps, which overrides them for every class but
 // virtual alias (whose "User unknown" result stands, as in Postfix).
 func (r *Resolver) Resolve(rcpt string) (Result, error) {
+	return r.resolve(rcpt, "", false)
+}
+
+// nullSenderKey is what sender_dependent_relayhost_maps is searched with
+// for the null sender: Postfix's empty_address_relayhost_maps_lookup_key
+// default.
+const nullSenderKey = "<>"
+
+// ResolveFrom is Resolve for mail from sender: for the relay and default
+// classes sender_dependent_relayhost_maps may name the next hop (see the
+// package doc).
+func (r *Resolver) ResolveFrom(sender, rcpt string) (Result, error) {
+	return r.resolve(rcpt, sender, true)
+}
+
+// senderRelay returns sender's entry in sender_dependent_relayhost_maps,
+// or "" when there is none or it says DUNNO.
+func (r *Resolver) senderRelay(sender string) (string, error) {
+	if r.sndRelay == nil {
+		return "", nil
+	}
+	key := sender
+	if key == "" {
+		key = nullSenderKey
+	}
+	v, found, err := table.LookupAddress(r.sndRelay, key, table.AddressOptions{Delimiter: r.delim})
+	if err != nil {
+		return "", fmt.Errorf("sender_dependent_relayhost_maps lookup failure: %w", err)
+	}
+	v = strings.TrimSpace(v)
+	if !found || strings.EqualFold(v, "DUNNO") {
+		return "", nil
+	}
+	return v, nil
+}
+
+func (r *Resolver) resolve(rcpt, sender string, withSender bool) (Result, error) {
 	domain := address.Domain(rcpt)
 	class, err := r.ClassOf(domain)
 	if err != nil {
@@ -257,8 +311,16 @@ func (r *Resolver) Resolve(rcpt string) (Result, error) {
 	}
 	res := Result{Class: class, Recipient: rcpt}
 	res.Transport, res.Nexthop, _ = strings.Cut(r.transports[class], ":")
+	var sndRelay string
+	if withSender && res.Nexthop == "" && (class == Relay || class == Default) {
+		if sndRelay, err = r.senderRelay(sender); err != nil {
+			return Result{}, err
+		}
+	}
 	if res.Nexthop == "" {
 		switch {
+		case sndRelay != "":
+			res.Nexthop = sndRelay
 		case (class == Relay || class == Default) && r.relayhost != "":
 			res.Nexthop = r.relayhost
 		case class == Local:

@@ -47,8 +47,6 @@ type Agent struct {
 	saslTLS    []string
 	saslFilter []string
 	senderAuth bool
-	senderRH   *table.Maps
-	relayhost  string
 	fallback   []string
 	addrLimit  int
 	sessLimit  int
@@ -105,7 +103,6 @@ func newAgent(cfg *config.Config, log *maillog.Logger, program, service string, 
 		log:        log,
 		store:      queue.NewStore(cfg.Get("queue_directory")),
 		myhostname: cfg.Get("myhostname"),
-		relayhost:  cfg.Get("relayhost"),
 		ipcTimeout: cfg.Duration("ipc_timeout"),
 		delim:      cfg.Get("recipient_delimiter"),
 	}
@@ -210,11 +207,6 @@ func newAgent(cfg *config.Config, log *maillog.Logger, program, service string, 
 		a.saslTLS = cfg.List(p("sasl_tls_security_options"))
 		a.saslFilter = cfg.List(p("sasl_mechanism_filter"))
 		a.senderAuth = !a.lmtp && cfg.Bool("smtp_sender_dependent_authentication")
-	}
-	if !a.lmtp {
-		if a.senderRH, err = open("sender_dependent_relayhost_maps"); err != nil {
-			return nil, err
-		}
 	}
 	ttl := cfg.Duration(p("connection_cache_time_limit"))
 	a.cache = newCache(ttl, cfg.Duration("smtp_connection_reuse_time_limit"), cfg.Int("smtp_connection_reuse_count_limit"), maxIdleSessions)
@@ -333,10 +325,14 @@ func (a *Agent) deliverRequest(ctx context.Context, req *deliver.Request) []deli
 	out := make([]deliver.Result, len(req.Recipients))
 	for i, r := range req.Recipients {
 		o := at.rcpts[i].res
-		out[i] = deliver.Result{Index: r.Index, Status: statusOf[o.status], DSN: o.dsn, Text: o.text}
+		out[i] = deliver.Result{Index: r.Index, Status: statusOf[o.status], DSN: o.dsn, Text: o.text, RemoteMTA: o.mta, Diagnostic: o.diag}
 		out[i].Site = at.site && out[i].Status == deliver.Defer
+		relay := o.relay
+		if relay == "" {
+			relay = at.relay
+		}
 		a.log.Delivered(req.QueueID, maillog.Delivery{
-			To: r.Addr, OrigTo: r.Orig, Relay: at.relay, ConnUse: at.connUse,
+			To: r.Addr, OrigTo: r.Orig, Relay: relay, ConnUse: at.connUse,
 			Delay:  now.Sub(req.Arrival),
 			Delays: [4]time.Duration{req.Active.Sub(req.Arrival), got.Sub(req.Active), at.setup.Sub(got), now.Sub(at.setup)},
 			DSN:    o.dsn, Status: o.status, Text: o.text,
@@ -361,64 +357,42 @@ func (a *Agent) finish(at *attempt, f *failure) {
 	}
 	for _, r := range at.rcpts {
 		if !r.done {
-			r.done, r.res = true, outcome{status: st, dsn: f.dsn, text: f.text}
+			r.done, r.res = true, outcome{status: st, dsn: f.dsn, text: f.text, mta: f.mta, diag: f.diag}
 		}
 	}
-}
-
-// nexthop returns the request's next hop after sender_dependent_relayhost_maps:
-// a sender (or its @domain) found there replaces relayhost, or the
-// recipient domain when there is no relayhost, as Postfix's
-// trivial-rewrite does for the default and relay classes. An explicit
-// transport next hop (anything else) is kept.
-func (a *Agent) nexthop(at *attempt) (string, *failure) {
-	nh := at.req.Nexthop
-	if nh == "" && len(at.rcpts) > 0 {
-		nh = address.Domain(at.rcpts[0].addr)
-	}
-	if a.senderRH == nil || at.req.Sender == "" {
-		return nh, nil
-	}
-	fromRelay := a.relayhost != "" && nh == a.relayhost
-	fromDomain := a.relayhost == "" && len(at.rcpts) > 0 && strings.EqualFold(nh, address.Domain(at.rcpts[0].addr))
-	if !fromRelay && !fromDomain {
-		return nh, nil
-	}
-	v, found, err := table.LookupAddress(a.senderRH, at.req.Sender, table.AddressOptions{Delimiter: a.delim})
-	if err != nil {
-		return "", &failure{dsn: "4.3.0", text: "sender_dependent_relayhost_maps lookup failure"}
-	}
-	if found && strings.TrimSpace(v) != "" && !strings.EqualFold(strings.TrimSpace(v), "DUNNO") {
-		return strings.TrimSpace(v), nil
-	}
-	return nh, nil
 }
 
 // deliverMessage tries the next hop's servers, then smtp_fallback_relay,
 // until every recipient has a final result or nothing is left to try.
+// The next hop is the request's as qmgr resolved it
+// (sender_dependent_relayhost_maps included, pkg/resolve), or the
+// recipient domain when it has none.
 func (a *Agent) deliverMessage(ctx context.Context, at *attempt) {
-	nh, f := a.nexthop(at)
-	if f != nil {
-		a.finish(at, f)
-		return
+	nh := at.req.Nexthop
+	if nh == "" && len(at.rcpts) > 0 {
+		nh = address.Domain(at.rcpts[0].addr)
 	}
+	sites := splitNexthops(nh)
+	own := len(sites)
+	sites = append(sites, a.fallback...)
 	var last *failure
-	for phase, list := range [][]string{splitNexthops(nh), a.fallback} {
-		if phase == 1 && (last == nil || !fallbackOK(last)) {
+	for i, raw := range sites {
+		if i == own && (last == nil || !fallbackOK(last)) {
 			break
 		}
-		for _, raw := range list {
-			d, err := parseNexthop(raw, a.lmtp, a.defPort)
-			if err != nil {
-				last = &failure{dsn: "4.3.5", text: "bad next hop: " + err.Error()}
-				continue
-			}
-			f, done := a.tryDestination(ctx, at, d)
-			if done {
-				return
-			}
-			last = f
+		d, err := parseNexthop(raw, a.lmtp, a.defPort)
+		if err != nil {
+			last = &failure{dsn: "4.3.5", text: "bad next hop: " + err.Error()}
+			continue
 		}
+		// The last server of the last next hop is the final server
+		// (Postfix's SMTP_MISC_FLAG_FINAL_NEXTHOP): its 4xx replies
+		// defer; any earlier server's send recipients on.
+		f, done := a.tryDestination(ctx, at, d, i == len(sites)-1)
+		if done {
+			return
+		}
+		last = f
 	}
 	if last == nil {
 		last = &failure{dsn: "4.3.5", text: "no next hop for delivery"}
@@ -427,7 +401,7 @@ func (a *Agent) deliverMessage(ctx context.Context, at *attempt) {
 	// error greeting, failed EHLO, TLS or AUTH, a temporary DNS failure)
 	// is the destination's failure, which qmgr feeds back into its
 	// concurrency; a reply about the message is not.
-	at.site = last.next && !last.bounce()
+	at.site = last.next && !last.reply && !last.bounce()
 	a.finish(at, last)
 }
 
@@ -448,21 +422,50 @@ func (a *Agent) cacheKey(at *attempt, d destination) string {
 }
 
 // tryDestination delivers through one destination. done means every
-// recipient has its result (or content was sent, after which no other
-// server may be tried); otherwise the failure says why not.
-func (a *Agent) tryDestination(ctx context.Context, at *attempt, d destination) (*failure, bool) {
+// recipient has its result (or content was sent and the connection then
+// failed, after which no other server may be tried); otherwise the
+// failure says why not. finalSite says no next hop follows d: then the
+// last server of d is the final one, whose 4xx replies defer recipients
+// instead of keeping them for the next server.
+func (a *Agent) tryDestination(ctx context.Context, at *attempt, d destination, finalSite bool) (*failure, bool) {
 	key := a.cacheKey(at, d)
-	for s := a.cache.get(key); s != nil; s = a.cache.get(key) {
-		f, started := a.transaction(at, s, true)
-		if f == nil || started {
-			return a.release(at, s, f)
+	var last *failure
+	// Servers that already had their turn through a cached session, and
+	// those sessions, which go back to the cache when the destination
+	// is left.
+	tried := map[string]bool{}
+	var held []*session
+	defer func() {
+		for _, s := range held {
+			a.cache.put(s)
 		}
-		// A cached session that failed before the content is presumed
-		// stale (the server timed it out): try another one.
-		s.conn.Close()
+	}()
+	for s := a.cache.get(key); s != nil; s = a.cache.get(key) {
+		// A cached session is never the final server: the servers of
+		// the destination not yet tried follow it.
+		f, started, soft := a.transaction(at, s, true, false)
+		switch {
+		case f != nil && started:
+			return a.release(at, s, f)
+		case f != nil:
+			// A cached session that failed before the content is
+			// presumed stale (the server timed it out): try another.
+			s.conn.Close()
+		case soft == nil:
+			return a.release(at, s, nil)
+		default:
+			tried[s.tg.relay()] = true
+			held = append(held, s)
+			last = soft
+		}
 	}
 	tgs, f := a.targets(ctx, d)
 	if f != nil {
+		if last != nil && f.next {
+			// The cached server's own reply says more than a
+			// temporary lookup failure of the others.
+			return last, false
+		}
 		return f, false
 	}
 	opts := &dialOptions{
@@ -470,12 +473,16 @@ func (a *Agent) tryDestination(ctx context.Context, at *attempt, d destination) 
 		noEHLO: a.noEHLO, skip5xx: a.skip5xx, bufSize: 32 << 10, lookupMX: d.host,
 		auth: a.authFunc(at, d),
 	}
-	var last *failure
+	skip := func(text string) { a.log.SkipServer(at.req.QueueID, text) }
 	sessions := 0
-	for _, tg := range tgs {
+	for i, tg := range tgs {
+		if tried[tg.relay()] {
+			continue
+		}
 		if ctx.Err() != nil {
 			return &failure{dsn: "4.3.0", text: "delivery agent is shutting down"}, false
 		}
+		final := finalSite && i == len(tgs)-1
 		s, f := dial(ctx, tg, &a.t, opts)
 		if f != nil && f.plain {
 			o := *opts
@@ -488,19 +495,46 @@ func (a *Agent) tryDestination(ctx context.Context, at *attempt, d destination) 
 			if !f.next {
 				return f, false
 			}
+			// Postfix logs every failed connection (smtp_connect.c),
+			// and other trouble with a server that is not the last
+			// (smtp_trouble.c); the final server's is in the
+			// delivery lines.
+			switch {
+			case f.connect:
+				a.log.SkipServer("", f.text)
+			case !final:
+				skip(f.text)
+			}
 			continue
 		}
 		s.key = key
 		sessions++
-		f, started := a.transaction(at, s, false)
-		if f == nil || started {
-			return a.release(at, s, f)
+		if a.sessLimit > 0 && sessions >= a.sessLimit && finalSite {
+			final = true
 		}
-		s.conn.Close()
-		last = f
+		f, started, soft := a.transaction(at, s, false, final)
+		switch {
+		case f != nil && started:
+			return a.release(at, s, f)
+		case f != nil:
+			s.conn.Close()
+			last = f
+			if !final {
+				skip(f.text)
+			}
+		case soft == nil:
+			return a.release(at, s, nil)
+		default:
+			held = append(held, s)
+			last = soft
+		}
 		if a.sessLimit > 0 && sessions >= a.sessLimit {
 			break
 		}
+	}
+	if last == nil {
+		// Every server had its turn through a cached session.
+		last = &failure{dsn: "4.3.0", text: "server unavailable or unable to receive mail", next: true}
 	}
 	return last, false
 }
@@ -516,20 +550,21 @@ func (a *Agent) release(at *attempt, s *session, f *failure) (*failure, bool) {
 }
 
 // transaction checks what the server must support, then runs one mail
-// transaction on s.
-func (a *Agent) transaction(at *attempt, s *session, reused bool) (*failure, bool) {
+// transaction on s; final says s is the last server to try (see
+// txOptions).
+func (a *Agent) transaction(at *attempt, s *session, reused, final bool) (f *failure, started bool, soft *failure) {
 	at.relay = s.tg.relay()
 	if at.setup.IsZero() || reused {
 		at.setup = time.Now()
 	}
 	if _, ok := s.ext["SMTPUTF8"]; at.mp.smtputf8 && !ok && a.needsUTF8(at) {
 		a.finish(at, &failure{dsn: "5.6.7", text: "SMTPUTF8 is required, but was not offered by host " + s.tg.hostAddr()})
-		return nil, true
+		return nil, true, nil
 	}
 	if v, ok := s.ext["SIZE"]; ok {
 		if limit, err := strconv.ParseInt(v, 10, 64); err == nil && limit > 0 && at.m.Size > limit {
 			a.finish(at, &failure{dsn: "5.3.4", text: fmt.Sprintf("message size %d exceeds size limit %d of server %s", at.m.Size, limit, s.tg.hostAddr())})
-			return nil, true
+			return nil, true, nil
 		}
 	}
 	_, has8 := s.ext["8BITMIME"]
@@ -547,9 +582,10 @@ func (a *Agent) transaction(at *attempt, s *session, reused bool) (*failure, boo
 		_, err := io.Copy(w, r)
 		return err
 	}
-	f, started := s.transact(&at.mp, at.rcpts, reused, content)
+	o := &txOptions{final: final, skip: func(text string) { a.log.SkipServer(at.req.QueueID, text) }}
+	f, started, soft = s.transact(&at.mp, at.rcpts, reused, content, o)
 	at.connUse = s.uses
-	return f, started
+	return f, started, soft
 }
 
 // needsUTF8 reports whether the envelope cannot be sent without SMTPUTF8.

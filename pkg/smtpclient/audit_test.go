@@ -423,13 +423,8 @@ func TestAuditRelayhostMXSemantics(t *testing.T) {
 // that a non-final server answers with 4xx (to MAIL FROM or RCPT TO) for
 // the next server (smtp_trouble.c: SMTP_RCPT_KEEP unless
 // SMTP_MISC_FLAG_FINAL_SERVER), so a greylisting primary MX does not
-// delay mail its backup would take. Known gap at the time of the audit:
-// Postern treats any reply about the message as final for the attempt;
-// set POSTERN_AUDIT_GAPS=1 to run this.
+// delay mail its backup would take.
 func TestAuditSoftErrorTriesBackupMX(t *testing.T) {
-	if os.Getenv("POSTERN_AUDIT_GAPS") == "" {
-		t.Skip("a 4xx reply to RCPT TO from a non-final MX is final in Postern (issue 4 audit); POSTERN_AUDIT_GAPS=1 runs this")
-	}
 	port, lns := loopbackPort(t, 3, 2, 3)
 	primary := startFake(t, lns[2], fakeOptions{})
 	primary.rcptErr["r@grey.example"] = &smtpError450

@@ -59,6 +59,18 @@ type failure struct {
 	// plain asks to try the same server again without TLS (an
 	// opportunistic TLS handshake that failed).
 	plain bool
+	// connect marks a failure to connect at all, which Postfix logs
+	// without a queue ID when it moves on to the next server.
+	connect bool
+	// reply marks a 4xx reply about the message (to MAIL FROM, RCPT TO,
+	// DATA or the end of data) from a server that was not the last to
+	// try: its recipients were kept for the next server. It is not the
+	// destination's failure (deliver.Result.Site).
+	reply bool
+	// mta and diag are the server's host name and its reply as a
+	// Diagnostic-Code ("smtp; 550 5.1.1 ..."), when a reply caused the
+	// failure.
+	mta, diag string
 }
 
 func (f *failure) bounce() bool { return strings.HasPrefix(f.dsn, "5") }
@@ -138,7 +150,7 @@ func dial(ctx context.Context, tg target, t *timeouts, o *dialOptions) (*session
 		if tg.path != "" {
 			what = tg.path
 		}
-		return nil, &failure{dsn: "4.4.1", text: "connect to " + what + ": " + errnoText(err), next: true}
+		return nil, &failure{dsn: "4.4.1", text: "connect to " + what + ": " + errnoText(err), next: true, connect: true}
 	}
 	s := &session{t: t, tg: tg, lmtp: o.lmtp, born: time.Now()}
 	s.attach(conn, o.bufSize)
@@ -169,7 +181,8 @@ func (s *session) open(o *dialOptions) *failure {
 		return s.ioFailure(err, "receiving the initial server greeting")
 	}
 	if r.Class() != 2 {
-		f := &failure{dsn: r.Enhanced(), text: "host " + s.tg.hostAddr() + " refused to talk to me: " + r.Text(), next: true}
+		f := &failure{dsn: r.Enhanced(), text: "host " + s.tg.hostAddr() + " refused to talk to me: " + r.Text(), next: true,
+			mta: s.tg.name, diag: diagnostic(r)}
 		if r.Class() == 5 && !o.skip5xx {
 			f.next = false
 		}
@@ -234,7 +247,7 @@ func (s *session) hello(o *dialOptions) *failure {
 		}
 	}
 	if r.Class() != 2 {
-		return &failure{dsn: r.Enhanced(), text: s.said(r, verb), next: true}
+		return &failure{dsn: r.Enhanced(), text: s.said(r, verb), next: true, mta: s.tg.name, diag: diagnostic(r)}
 	}
 	if verb == "HELO" {
 		s.ext = map[string]string{}
@@ -265,6 +278,10 @@ func (s *session) handshake(tp *tlsPolicy, nexthop string) *failure {
 	s.attach(tc, s.bw.Size())
 	return nil
 }
+
+// diagnostic is r as an RFC 3464 Diagnostic-Code value: "smtp; 550 5.1.1
+// text" (Postfix's DSB_DTYPE_SMTP, for LMTP too).
+func diagnostic(r Reply) string { return "smtp; " + r.Text() }
 
 // said formats a server's reply as Postfix's "host X[a] said: ... (in
 // reply to CMD command)".
@@ -368,6 +385,9 @@ type outcome struct {
 	status string // "sent", "deferred", "bounced"
 	dsn    string
 	text   string
+	relay  string // the server that decided it ("name[addr]:port"); "" for the attempt's last
+	mta    string // the server's host name, when its reply decided (Remote-MTA)
+	diag   string // that reply as a Diagnostic-Code value
 }
 
 func replyOutcome(s *session, r Reply, cmd string) outcome {
@@ -375,15 +395,42 @@ func replyOutcome(s *session, r Reply, cmd string) outcome {
 	if r.Class() == 5 {
 		st = "bounced"
 	}
-	return outcome{status: st, dsn: r.Enhanced(), text: s.said(r, cmd)}
+	return outcome{status: st, dsn: r.Enhanced(), text: s.said(r, cmd), relay: s.tg.relay(), mta: s.tg.name, diag: diagnostic(r)}
+}
+
+// txOptions says how one transaction treats soft errors.
+type txOptions struct {
+	// final says no server is left to try after this one: a 4xx reply
+	// defers the recipients it concerns. Otherwise they are kept for
+	// the next server, as Postfix's smtp_trouble.c does for a non-final
+	// server, and skip logs the reply.
+	final bool
+	skip  func(text string)
+}
+
+// softKeep applies r, a reply to cmd concerning recipients rcs, when it
+// is a 4xx reply from a non-final server: the recipients stay without a
+// result for the next server, the reply is logged, and the failure that
+// defers them if no server takes them is returned. It returns nil (and
+// does nothing) otherwise.
+func (s *session) softKeep(o *txOptions, r Reply, cmd string) *failure {
+	if o.final || r.Class() != 4 {
+		return nil
+	}
+	f := &failure{dsn: r.Enhanced(), text: s.said(r, cmd), next: true, reply: true, mta: s.tg.name, diag: diagnostic(r)}
+	if o.skip != nil {
+		o.skip(f.text)
+	}
+	return f
 }
 
 // transact runs one mail transaction for the recipients not yet done.
 // Each recipient that gets a final answer from the server is marked done.
 // The failure returned is session-level (I/O trouble); started says
 // whether message content was already being sent, after which another
-// server must not be tried.
-func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, content func(w io.Writer) error) (f *failure, started bool) {
+// server must not be tried. soft is set when recipients were kept for
+// the next server (txOptions.final unset): the last such reply.
+func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, content func(w io.Writer) error, o *txOptions) (f *failure, started bool, soft *failure) {
 	pipelining := s.ext != nil
 	if _, ok := s.ext["PIPELINING"]; !ok {
 		pipelining = false
@@ -470,7 +517,7 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 			s.send(line(st))
 		}
 		if err := s.flush(s.t.mail); err != nil {
-			return s.ioFailure(err, "sending MAIL FROM"), false
+			return s.ioFailure(err, "sending MAIL FROM"), false, nil
 		}
 	}
 	for i, st := range steps {
@@ -484,22 +531,26 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 			}
 			s.send(line(st))
 			if err := s.flush(timeout(st)); err != nil {
-				return s.ioFailure(err, stage[st.kind]), false
+				return s.ioFailure(err, stage[st.kind]), false, nil
 			}
 		}
 		r, err := s.read(timeout(st))
 		if err != nil {
-			return s.ioFailure(err, stage[st.kind]), false
+			return s.ioFailure(err, stage[st.kind]), false, nil
 		}
 		switch st.kind {
 		case 'R':
 			if r.Class() != 2 {
 				s.broken = true
-				return &failure{dsn: r.Enhanced(), text: s.said(r, "RSET"), next: true}, false
+				return &failure{dsn: r.Enhanced(), text: s.said(r, "RSET"), next: true}, false, nil
 			}
 		case 'M':
 			mailOK = r.Class() == 2
 			if !mailOK {
+				if k := s.softKeep(o, r, "MAIL FROM"); k != nil {
+					soft = k
+					continue
+				}
 				for _, rc := range rcpts {
 					if !rc.done {
 						rc.done, rc.res = true, replyOutcome(s, r, "MAIL FROM")
@@ -513,6 +564,8 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 			if r.Class() == 2 {
 				st.rc.accepted = true
 				accepted++
+			} else if k := s.softKeep(o, r, "RCPT TO"); k != nil {
+				soft = k
 			} else {
 				st.rc.done, st.rc.res = true, replyOutcome(s, r, "RCPT TO")
 			}
@@ -527,13 +580,19 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 			// else was: end the empty transaction at once.
 			s.send(".")
 			if err := s.flush(s.t.dataDone); err != nil {
-				return s.ioFailure(err, "sending end of data"), false
+				return s.ioFailure(err, "sending end of data"), false, nil
 			}
 			if _, err := s.read(s.t.dataDone); err != nil {
-				return s.ioFailure(err, "sending end of data"), false
+				return s.ioFailure(err, "sending end of data"), false, nil
 			}
 		}
-		if dataRead && dataReply.Code != 354 && mailOK {
+		if dataRead && dataReply.Code != 354 && mailOK && accepted > 0 {
+			if k := s.softKeep(o, dataReply, "DATA"); k != nil {
+				soft = k
+				for _, rc := range rcpts {
+					rc.accepted = false
+				}
+			}
 			for _, rc := range rcpts {
 				if rc.accepted && !rc.done {
 					rc.done, rc.res = true, replyOutcome(s, dataReply, "DATA")
@@ -548,7 +607,7 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 				s.broken = true
 			}
 		}
-		return nil, false
+		return nil, false, soft
 	}
 
 	dw := newDotWriter(s.bw)
@@ -571,9 +630,9 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 					rc.done, rc.res = true, outcome{status: "deferred", dsn: "4.3.0", text: "error reading queue file: " + ce.err.Error()}
 				}
 			}
-			return nil, true
+			return nil, true, soft
 		}
-		return s.ioFailure(err, "sending message body"), true
+		return s.ioFailure(err, "sending message body"), true, nil
 	}
 	for _, rc := range rcpts {
 		if !rc.accepted || rc.done {
@@ -581,11 +640,18 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 		}
 		r, err := s.read(s.t.dataDone)
 		if err != nil {
-			return s.ioFailure(err, "sending end of data -- message may be sent more than once"), true
+			return s.ioFailure(err, "sending end of data -- message may be sent more than once"), true, nil
 		}
 		out := replyOutcome(s, r, "end of DATA")
 		if r.Class() == 2 {
-			out = outcome{status: "sent", dsn: r.Enhanced(), text: r.Text()}
+			out = outcome{status: "sent", dsn: r.Enhanced(), text: r.Text(), relay: s.tg.relay(), mta: s.tg.name, diag: diagnostic(r)}
+		} else if k := s.softKeep(o, r, "end of DATA"); k != nil {
+			// Not taken: the recipients stay for the next server.
+			soft = k
+			if !s.lmtp {
+				break
+			}
+			continue
 		}
 		if !s.lmtp {
 			// One reply for every accepted recipient (RFC 5321); LMTP
@@ -599,7 +665,7 @@ func (s *session) transact(mp *mailParams, rcpts []*rcptState, reused bool, cont
 		}
 		rc.done, rc.res = true, out
 	}
-	return nil, true
+	return nil, true, soft
 }
 
 // contentError marks a failure to read the message, not to write it.

@@ -10,8 +10,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"postern/pkg/config"
 	"postern/pkg/deliver"
 	"postern/pkg/queue"
+	"postern/pkg/resolve"
+	"postern/pkg/table"
 )
 
 func TestMXPreferenceAndDeadPrimary(t *testing.T) {
@@ -332,6 +335,12 @@ func TestSmartHostWrapperModeAuth(t *testing.T) {
 	wantResult(t, res[0], deliver.Defer, "4.7.0", "SASL authentication failed; server smarthost.example[127.0.0.2] said: 535 5.7.8 Authentication failed")
 }
 
+// TestSenderDependentRelayhost: sender_dependent_relayhost_maps is
+// resolved with the sender before the agent sees the request (as
+// Postfix's trivial-rewrite does, pkg/resolve ResolveFrom, called by
+// qmgr), and the agent delivers to the next hop it is given: the
+// sender's relay, relayhost for other senders, an explicit transport
+// next hop as written.
 func TestSenderDependentRelayhost(t *testing.T) {
 	port, lns := loopbackPort(t, 3, 2, 3)
 	normal := startFake(t, lns[2], fakeOptions{})
@@ -340,10 +349,32 @@ func TestSenderDependentRelayhost(t *testing.T) {
 	m := filepath.Join(dir, "sdr")
 	os.WriteFile(m, []byte("@special.example [127.0.0.3]\n"), 0o600)
 	rh := "[127.0.0.2]"
-	e := newEnv(t, "smtp", fmt.Sprintf("smtp_tcp_port = %d\nrelayhost = %s\nsender_dependent_relayhost_maps = texthash:%s\n", port, rh, m))
-	wantResult(t, e.send(t, rh, "a@special.example", "r@example.com")[0], deliver.Sent, "2.0.0", "")
-	wantResult(t, e.send(t, rh, "a@plain.example", "r@example.com")[0], deliver.Sent, "2.0.0", "")
-	// An explicit transport next hop is not overridden.
+	conf := fmt.Sprintf("smtp_tcp_port = %d\nrelayhost = %s\nsender_dependent_relayhost_maps = texthash:%s\n", port, rh, m)
+	cfg, err := config.Parse(strings.NewReader("myhostname = client.example.net\n"+conf), "main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := table.NewCache(table.Options{NoWatch: true})
+	t.Cleanup(func() { tables.Close() })
+	r, err := resolve.New(cfg, tables.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nexthop := func(sender, rcpt string) string {
+		res, err := r.ResolveFrom(sender, rcpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Nexthop
+	}
+	e := newEnv(t, "smtp", conf)
+	if nh := nexthop("a@special.example", "r@example.com"); nh != "[127.0.0.3]" {
+		t.Errorf("next hop for a@special.example: %q", nh)
+	}
+	wantResult(t, e.send(t, nexthop("a@special.example", "r@example.com"), "a@special.example", "r@example.com")[0], deliver.Sent, "2.0.0", "")
+	wantResult(t, e.send(t, nexthop("a@plain.example", "r@example.com"), "a@plain.example", "r@example.com")[0], deliver.Sent, "2.0.0", "")
+	// The agent does not look the sender up again: an explicit next hop
+	// is delivered to as given.
 	wantResult(t, e.send(t, "[127.0.0.2]:"+fmt.Sprint(port), "b@special.example", "r@example.com")[0], deliver.Sent, "2.0.0", "")
 	if len(special.messages()) != 1 || len(normal.messages()) != 2 {
 		t.Errorf("special got %d, normal %d; want 1 and 2", len(special.messages()), len(normal.messages()))
