@@ -8,29 +8,44 @@
 //
 // # Where mail goes
 //
-// The next hop comes in the request (relayhost, a transport_maps next hop,
-// or the recipient domain). SMTP: "[host]:port" and "[host]" name one host
+// The next hop comes in the request as qmgr resolved it (pkg/resolve:
+// relayhost, the sender's sender_dependent_relayhost_maps entry, a
+// transport_maps next hop, or the recipient domain); the agent looks
+// nothing up by sender to change it, so qmgr's destination queue (and its
+// dead-destination state) is the real next hop, as with Postfix's
+// trivial-rewrite. SMTP: "[host]:port" and "[host]" name one host
 // with no MX lookup; "host:port" and "host" look up MX records
 // (pkg/dnsresolve: preference order, equal preferences in random order,
 // A/AAAA when there is no MX, inet_protocols). A null MX (RFC 7505)
 // bounces at once with 5.1.10. A list of next hops ("[a]:587, [b]:587")
-// is tried in order. sender_dependent_relayhost_maps replaces relayhost
-// (or the recipient domain when relayhost is empty) for senders it lists.
-// When every server of the destination is unreachable, smtp_fallback_relay
-// is tried. LMTP: "unix:/path" (relative to queue_directory),
+// is tried in order. When every server of the destination is unreachable
+// or kept recipients back (below), smtp_fallback_relay is tried. LMTP: "unix:/path" (relative to queue_directory),
 // "inet:host:port", "host:port", "[host]:port"; never MX.
 //
 // Servers are tried in order (at most smtp_mx_address_limit addresses and
 // smtp_mx_session_limit sessions) while the trouble is with the
 // connection: refused or timed-out connects, a 4xx (or, with
 // smtp_skip_5xx_greeting, 5xx) greeting, a failed EHLO, TLS or AUTH, or
-// a connection lost before the message content. A reply about the
-// message (to MAIL, RCPT, DATA or end of data) is final for this attempt:
-// 4xx defers, 5xx bounces. When nothing works the last failure is every
-// pending recipient's result, worded as Postfix words it ("connect to
+// a connection lost before the message content. A 4xx reply about the
+// message (to MAIL FROM: all recipients; to RCPT TO: that recipient; to
+// DATA or the end of data: the recipients it concerns) from any server but
+// the final one keeps those recipients for the next server, as Postfix's
+// smtp_trouble.c does; the final server (the last address of the last
+// next hop, smtp_fallback_relay included, or the one that reaches
+// smtp_mx_session_limit) defers them with its reply. A 5xx reply
+// bounces at once. When nothing works the last failure is every pending
+// recipient's result, worded as Postfix words it ("connect to
 // host[addr]:25: Connection refused", "host h[a] said: 550 5.1.1 ... (in
 // reply to RCPT TO command)", "lost connection with h[a] while sending
-// message body", "conversation with h[a] timed out while ...").
+// message body", "conversation with h[a] timed out while ..."). Each
+// server left behind is logged at level info as Postfix logs it: a failed
+// connection without a queue ID ("connect to h[a]:25: Connection
+// refused"), other trouble and kept replies with one ("ID: lost connection
+// with h[a] while ...", "ID: host h[a] said: 450 ... (in reply to RCPT TO
+// command)"). A result that a server's reply decided carries that
+// server's name and the reply (deliver.Result RemoteMTA and Diagnostic),
+// which qmgr puts in delivery status notifications as "Remote-MTA: dns;
+// h" and "Diagnostic-Code: smtp; 550 5.1.1 ...".
 //
 // # Protocol
 //
@@ -72,7 +87,15 @@
 // takes it and starts with RSET (pipelined with MAIL FROM when the server
 // offers PIPELINING, so reuse costs no round trip); a cached session
 // that fails before the content is discarded and another server or a new
-// connection is tried. Log lines of a reused session carry conn_use=N.
+// connection is tried. Log lines of a reused session carry conn_use=N. A
+// cached session is never the final server: when its server keeps
+// recipients back the destination's other servers follow. Sessions are
+// cached after every delivery, not only on demand: Postfix caches only
+// for destinations with a backlog (qmgr's DEL_REQ_FLAG_CONN_LOAD/STORE,
+// smtp_connection_cache_on_demand) or listed in
+// smtp_connection_cache_destinations; Postern's qmgr sends no such flag,
+// and an idle cached session costs only a descriptor for
+// smtp_connection_cache_time_limit (2s).
 //
 // # Security
 //
