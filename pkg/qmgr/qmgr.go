@@ -18,17 +18,17 @@
 // Delivered and Failed recipients are done and never retried. When every
 // recipient of a message has an answer the message leaves active/: to
 // deferred/ with a back-off if any was deferred, else it is removed.
-// A message still deferred after an attempt that ends once its time in the
-// queue has reached its lifetime (maximal_queue_lifetime, or
-// bounce_queue_lifetime for a bounce; 0: tried once) is returned to its
-// sender instead (expire, as Postfix's qmgr_active.c): the last attempt
-// always runs, and its deferral reasons are the report's.
 // Before that it queues the notices owed (bounce.go): non-delivery reports,
 // success notices for NOTIFY=SUCCESS, one delay warning once the message is
 // older than delay_warning_time, and the postmaster copies notify_classes
-// asks for. The error and retry transports (virtual alias misses,
-// transport_maps entries) are answered here without an agent: the next
-// hop is the reason.
+// asks for. A message whose attempt ends with recipients still deferred
+// once its time in the queue has reached its lifetime
+// (maximal_queue_lifetime, bounce_queue_lifetime for a bounce; 0: tried
+// once) is returned to its sender rather than deferred (expire, as
+// Postfix's qmgr_active.c): the last attempt always runs, and its deferral
+// reasons are the report's. The error and retry transports (virtual alias
+// misses, transport_maps entries) are answered here without an agent: the
+// next hop is the reason.
 //
 // At start every file already in active/ (left by a crash or a stop) is
 // scheduled again; recipients marked done are skipped, so a crash
