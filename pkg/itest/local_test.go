@@ -327,14 +327,15 @@ func TestLocalMailboxCommand(t *testing.T) {
 	needRoot(t)
 	in := NewInstance(t, Options{NoStart: true})
 	eve := addUser(t, in.Dir, "e")
-	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nrecipient_delimiter = +\nmailbox_command = cat > $home/got.txt; env > $home/env.txt\n", localDomain))
+	in.AppendMainCf(fmt.Sprintf("mydestination = %s\nalias_maps =\nrecipient_delimiter = +\nmailbox_command = cat > $HOME/got.txt; env > $HOME/env.txt\n", localDomain))
 	in.Start()
 	to := eve.Name + "+tag@" + localDomain
 	if _, err := send(t, in.Addr, "user@itest.test", []string{to}, "Subject: cmd\r\n\r\nfor procmail\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	envFile := filepath.Join(eve.Home, "env.txt")
-	if !in.WaitLog("status=sent (delivered to command: cat > "+eve.Home+"/got.txt; env > "+envFile+")", 15*time.Second) {
+	// Not $name-expanded (postconf(5)): the shell expands $HOME.
+	if !in.WaitLog("status=sent (delivered to command: cat > $HOME/got.txt; env > $HOME/env.txt)", 15*time.Second) {
 		t.Fatalf("log:\n%s", in.Log())
 	}
 	got := readFile(t, filepath.Join(eve.Home, "got.txt"))

@@ -118,8 +118,9 @@ const noAccount = "nosuchuser-postern-test"
 // mailbox_transport (any recipient), mailbox_command_maps,
 // mailbox_command, home_mailbox, mail_spool_directory (accounts),
 // fallback_transport_maps, fallback_transport, luser_relay (no account).
-// "mailbox_command = $" fails to expand: an outcome "bad
-// mailbox_command" shows the mailbox step was reached.
+// With command_execution_directory = $ (which fails to expand) an
+// outcome "bad command_execution_directory" shows the mailbox command
+// step was reached.
 func TestDeliveryMethodOrder(t *testing.T) {
 	me := currentUser(t)
 	const (
@@ -128,8 +129,8 @@ func TestDeliveryMethodOrder(t *testing.T) {
 		fbMaps = "fallback_transport_maps = inline:{" + noAccount + "=fbmapped:next.example}\n"
 		fb     = "fallback_transport = fb\n"
 		luser  = "luser_relay = catchall@relay.example\n"
-		cmd    = "mailbox_command = $\n"
-		cmdMap = "mailbox_command_maps = inline:{%ME%=$}\n"
+		cmd    = "mailbox_command = exit 75\ncommand_execution_directory = $\n"
+		cmdMap = "mailbox_command_maps = inline:{ {%ME%=exit 76} }\ncommand_execution_directory = $\n"
 	)
 	for _, c := range []struct {
 		name, conf, user string
@@ -142,8 +143,8 @@ func TestDeliveryMethodOrder(t *testing.T) {
 		{"maps before mailbox_transport", mtMaps + mt, noAccount, "mapped", "[10.0.0.1]", "", nil},
 		{"map value without nexthop: the request's", mtMaps + mt, me, "mapped", "localhost.example", "", nil},
 		{"maps miss: mailbox_transport", mtMaps + mt, "other-" + noAccount, "lmtp", "inet:127.0.0.1:24", "", nil},
-		{"account: mailbox_command, not fallback", cmd + fb + luser, me, "", "", "bad mailbox_command", nil},
-		{"account: mailbox_command_maps before mailbox_command", cmdMap + "mailbox_command = /bin/true\n", me, "", "", "bad mailbox_command_maps", nil},
+		{"account: mailbox_command, not fallback", cmd + fb + luser, me, "", "", "bad command_execution_directory", nil},
+		{"account: mailbox_command_maps (mailbox_command empty)", cmdMap + "home_mailbox = Maildir/\n", me, "", "", "bad command_execution_directory", nil},
 		{"no account: fallback_transport_maps", fbMaps + fb + luser, noAccount, "fbmapped", "next.example", "", nil},
 		{"no account: fallback_transport before luser_relay", fb + luser, noAccount, "fb", "localhost.example", "", nil},
 		{"no account: luser_relay", luser + cmd, noAccount, "", "", "", []string{"catchall@relay.example"}},

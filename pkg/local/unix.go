@@ -598,14 +598,15 @@ func (u *unixAgent) deliverCommand(j *recipientJob, command string, rights ident
 	if delivered {
 		flags |= copyDelivered
 	}
-	spec := commandSpec{command: command, id: rights, env: u.commandEnvFor(j, a), shell: u.cmdShell, timeout: u.cmdTimeout}
-	if dir := u.cfg.Get("command_execution_directory"); dir != "" && a != nil {
-		d, _, err := expandAttrs(u.cfg, dir, a, u.cfg.Get("execution_directory_expansion_filter"))
+	var dir string
+	if raw := u.cfg.Get("command_execution_directory"); raw != "" && a != nil {
+		d, _, err := expandAttrs(u.cfg, raw, a, u.cfg.Get("execution_directory_expansion_filter"))
 		if err != nil {
 			return outcome{Status: deliver.Defer, DSN: "4.3.5", Text: "bad command_execution_directory"}
 		}
-		spec.dir = d
+		dir = d
 	}
+	spec := commandSpec{command: command, id: rights, env: u.commandEnvFor(j, a), shell: u.cmdShell, timeout: u.cmdTimeout, dir: dir}
 	return u.run.runCommand(spec, j.content(flags))
 }
 
@@ -656,22 +657,23 @@ func fileFailure(res childResult, what string) outcome {
 // mailbox_command, home_mailbox or the spool.
 func (u *unixAgent) deliverMailbox(j *recipientJob, pw passwd, a *attrs) outcome {
 	id := u.userIdentity(pw)
-	raw, param := u.cfg.Get("mailbox_command"), "mailbox_command"
+	raw := u.cfg.Get("mailbox_command")
 	if u.mboxCmdMaps != nil {
 		v, found, err := j.lookupUserMap("mailbox_command_maps", u.mboxCmdMaps)
 		if err != nil {
 			return outcome{Status: deliver.Defer, DSN: "4.3.0", Text: "table lookup failure"}
 		}
 		if found {
-			raw, param = v, "mailbox_command_maps"
+			raw = v
 		}
 	}
 	if raw != "" {
-		cmd, _, err := expandAttrs(u.cfg, raw, a, u.cmdFilter)
-		if err != nil {
-			return outcome{Status: deliver.Defer, DSN: "4.3.5", Text: "bad " + param}
-		}
-		return u.deliverCommand(j, cmd, id, true)
+		// Unlike other parameters, mailbox_command and the
+		// mailbox_command_maps results are not subjected to $name
+		// expansion (postconf(5)): shell syntax such as
+		// procmail -a "$EXTENSION" reaches the shell, which finds the
+		// values in the environment.
+		return u.deliverCommand(j, raw, id, true)
 	}
 	flags := copyMbox | copyDelivered
 	var req childRequest
