@@ -31,6 +31,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,9 +62,11 @@ type Server struct {
 	unlisted   bool
 	cleanup    *handoff.Pool // connections to cleanup, reused across messages
 	ifaces     []netip.Addr
-	timeout    time.Duration
-	ipcTimeout time.Duration
-	peerLookup bool
+	// rewriteClients is local_header_rewrite_clients.
+	rewriteClients []rewriteClient
+	timeout        time.Duration
+	ipcTimeout     time.Duration
+	peerLookup     bool
 	// filter is content_filter, flags receive_override_options as
 	// cleanup flags; noUnknownRcpt is its no_unknown_recipient_checks.
 	filter        string
@@ -129,6 +132,9 @@ func NewServer(cfg *config.Config, log *maillog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("mynetworks: %w", err)
 	}
 	s.ifaces = interfaceAddrs(cfg.List("inet_interfaces"))
+	if s.rewriteClients, err = parseRewriteClients(cfg.List("local_header_rewrite_clients"), open); err != nil {
+		return nil, err
+	}
 
 	gs := smtp.NewServer(backend{s})
 	gs.Domain = s.myhostname
@@ -535,12 +541,65 @@ func smtpStatus(r handoff.Result) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: r.Text}
 }
 
-// localClient: Postfix's default local_header_rewrite_clients =
-// permit_inet_interfaces.
+// rewriteClient is one element of local_header_rewrite_clients: a
+// permit_* name, or a table (check_address_map type:name, or type:name
+// alone) looked up with the client address.
+type rewriteClient struct {
+	name  string
+	table table.Table
+}
+
+// parseRewriteClients reads local_header_rewrite_clients (postconf(5)).
+// Postern has no SASL or TLS server, so permit_sasl_authenticated and
+// the permit_tls_* names never match; an unknown name is an error, as
+// Postfix's smtpd refuses it.
+func parseRewriteClients(items []string, open func(string) (table.Table, error)) ([]rewriteClient, error) {
+	var out []rewriteClient
+	for i := 0; i < len(items); i++ {
+		it := items[i]
+		switch it {
+		case "permit_inet_interfaces", "permit_mynetworks", "permit_sasl_authenticated",
+			"permit_tls_clientcerts", "permit_tls_all_clientcerts":
+			out = append(out, rewriteClient{name: it})
+			continue
+		case "check_address_map":
+			if i+1 >= len(items) {
+				return nil, fmt.Errorf("local_header_rewrite_clients: check_address_map without a table")
+			}
+			i++
+			it = items[i]
+		}
+		if !strings.Contains(it, ":") {
+			return nil, fmt.Errorf("local_header_rewrite_clients: unknown element %q", it)
+		}
+		t, err := open(it)
+		if err != nil {
+			return nil, fmt.Errorf("local_header_rewrite_clients: %w", err)
+		}
+		out = append(out, rewriteClient{name: "check_address_map", table: t})
+	}
+	return out, nil
+}
+
+// localClient reports whether the client's headers are rewritten as
+// local mail (local_header_rewrite_clients; default
+// permit_inet_interfaces). A table lookup error counts as no match.
 func (s *Server) localClient(ip netip.Addr) bool {
-	for _, a := range s.ifaces {
-		if a == ip {
-			return true
+	for _, r := range s.rewriteClients {
+		switch r.name {
+		case "permit_inet_interfaces":
+			if slices.Contains(s.ifaces, ip) {
+				return true
+			}
+		case "permit_mynetworks":
+			if ok, _ := s.mynetworks.MatchAddr(ip); ok {
+				return true
+			}
+		case "check_address_map":
+			// The lookup result is ignored (postconf(5)).
+			if _, found, err := r.table.Lookup(ip.String()); err == nil && found {
+				return true
+			}
 		}
 	}
 	return false
