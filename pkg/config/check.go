@@ -127,6 +127,20 @@ func (c *Config) Check(extraNames func(string) bool) []Problem {
 		}
 		check(name, file, line)
 	}
+	// A mailbox limit below the message size limit bounces mail that
+	// smtpd accepted. Postfix's local(8) and virtual(8) refuse to start
+	// then; Postern warns (its tests use tiny mailbox limits on purpose).
+	msgLimit := c.Size("message_size_limit")
+	for _, name := range []string{"mailbox_size_limit", "virtual_mailbox_limit"} {
+		if v := c.Size(name); v > 0 && msgLimit > 0 && v < msgLimit {
+			file, line := c.Line(name)
+			if file == "" {
+				file, line = c.Line("message_size_limit")
+			}
+			probs = append(probs, Problem{File: file, Line: line, Severity: SeverityWarning,
+				Msg: fmt.Sprintf("%s (%d) is smaller than message_size_limit (%d): larger mail is accepted, then bounced", name, v, msgLimit)})
+		}
+	}
 	sort.SliceStable(probs, func(i, j int) bool {
 		if probs[i].File != probs[j].File {
 			return probs[i].File < probs[j].File

@@ -211,3 +211,18 @@ func TestEditFileCreateAndErrors(t *testing.T) {
 		t.Error("newline in value accepted")
 	}
 }
+
+func TestCheckMailboxLimitBelowMessageLimit(t *testing.T) {
+	c, err := Parse(strings.NewReader("message_size_limit = 1000\nvirtual_mailbox_limit = 100\nmailbox_size_limit = 0\n"), "/etc/postern/main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Check(nil) {
+		got = append(got, p.String())
+	}
+	want := "/etc/postern/main.cf:2: warning: virtual_mailbox_limit (100) is smaller than message_size_limit (1000): larger mail is accepted, then bounced"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q, want [%q]", got, want)
+	}
+}
