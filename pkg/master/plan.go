@@ -31,7 +31,6 @@ var builtIn = map[string]string{
 	"verify":          "address verification is not offered by Postern",
 	"flush":           "\"postern flush\" asks qmgr to retry the deferred queue",
 	"proxymap":        "every daemon reads its lookup tables itself",
-	"showq":           "\"postern queue\" and mailq read the queue directly",
 	"error":           "the error and retry transports are built into qmgr",
 	"retry":           "the error and retry transports are built into qmgr",
 	"discard":         "the discard transport is built into qmgr",

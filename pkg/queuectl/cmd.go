@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,25 +177,14 @@ func runList(env Env, dir string, args []string) int {
 	if rc := c.load(dir); rc != exOK {
 		return rc
 	}
-	if !c.privileged() {
-		if err := drop.CheckMailq(c.cfg, c.UID); err != nil {
-			return c.refused(err)
-		}
-	}
-	entries, err := List(queue.NewStore(c.qdir()))
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return c.fatal(exUnavailable, "Queue report unavailable - the queue is not readable by uid %d (%v); run as root or as the mail_owner", c.UID, err)
-		}
-		return c.fatal(exUnavailable, "Queue report unavailable: %v", err)
-	}
+	format := FormatText
 	if asJSON {
-		err = WriteJSON(c.Stdout, entries)
-	} else {
-		err = WriteMailq(c.Stdout, entries, c.Loc)
+		format = FormatJSON
 	}
-	if err != nil && !errors.Is(err, syscall.EPIPE) {
-		return c.fatal(exIOErr, "output write error: %v", err)
+	if err := Report(c.cfg, dir, c.UID, c.privileged(), format, c.Loc, c.Stdout); err != nil {
+		var re *ReportError
+		errors.As(err, &re)
+		return c.fatal(re.Status, "%s", re.Text)
 	}
 	return exOK
 }

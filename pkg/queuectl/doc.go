@@ -36,7 +36,9 @@
 //
 // flush exits 69 (EX_UNAVAILABLE) with "postqueue: fatal: Cannot flush mail
 // queue - mail system is down" when qmgr cannot be reached; list exits 69
-// when the queue cannot be read and 74 on an output error; 77 (EX_NOPERM)
+// when the queue cannot be read ("Queue report unavailable - mail system
+// is down" when a caller who is not root or the mail_owner cannot reach
+// showq) and 74 on an output error; 77 (EX_NOPERM)
 // when authorized_flush_users or authorized_mailq_users refuse the caller
 // (root and the mail_owner are always allowed). show exits 1 with
 // "postcat: fatal: open queue file ID: ..." for a missing message. Bad
@@ -121,6 +123,13 @@
 // Listing and showing read queue files, which the queue directory's modes
 // restrict to root and the mail_owner; authorized_mailq_users and
 // authorized_flush_users are applied to other users as by sendmail.
+// Other users' listings come from the showq daemon (showq.go), which runs
+// as the mail_owner and answers anyone who reaches public/showq with the
+// listing and nothing else: it reads one bounded request line naming the
+// format, makes one pass over the queue, and drops a client that stalls
+// longer than ipc_timeout. As with Postfix's showq, the ACL is the
+// client's: whoever reaches the socket (root, setgid_group, or the
+// set-group-ID postdrop after its own check) may list the queue.
 // Delete, hold, release and requeue require root or the mail_owner (the
 // owner of incoming/). Queue IDs from the command line or standard input
 // are checked with queue.ValidID before they become file names, so no

@@ -50,9 +50,12 @@
 // message with '*' for active and '!' for hold, size, arrival time,
 // sender and the recipients not yet delivered, then "-- N Kbytes in M
 // Requests."), reading maildrop, active, incoming, deferred and hold in
-// that order. Postern has no showq daemon, so mailq reads the queue files
-// itself: it works for root and the owner of the queue and says "Queue
-// report unavailable" to others.
+// that order. Root and the owner of the queue read the queue files
+// directly; others, once authorized_mailq_users admits them, get the same
+// bytes from the showq service (public/showq, through the set-group-ID
+// postdrop when public/ is closed to them; pkg/queuectl showq.go), and
+// "Queue report unavailable - mail system is down" (69) when it is not
+// running.
 //
 // Startup is kept small for the common "sendmail -t -i" from cron and
 // PHP: main.cf is read (about 0.13 ms), no lookup table is opened unless

@@ -2,7 +2,6 @@ package sendmail
 
 import (
 	"errors"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -15,24 +14,15 @@ import (
 	"postern/pkg/table"
 )
 
-// mailq is -bp. Postern has no showq daemon: mailq reads the queue
-// files itself, so only root and the owner of the queue can list it.
+// mailq is -bp: root and the owner of the queue read it directly,
+// everyone else asks the showq service (queuectl.Report).
 func (r *run) mailq() error {
 	qdir := r.cfg.Get("queue_directory")
-	if r.UID != 0 && !ownedBy(filepath.Join(qdir, queue.Maildrop), r.UID) {
-		if err := drop.CheckMailq(r.cfg, r.UID); err != nil {
-			return refusalError(r.prog, err)
-		}
-	}
-	entries, err := queuectl.List(queue.NewStore(qdir))
-	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return fatalf(ExUnavailable, "Queue report unavailable - the queue is not readable by uid %d (%v); run mailq as root or as the mail_owner", r.UID, err)
-		}
-		return fatalf(ExUnavailable, "Queue report unavailable: %v", err)
-	}
-	if err := queuectl.WriteMailq(r.Stdout, entries, time.Local); err != nil && !errors.Is(err, fs.ErrClosed) {
-		return fatalf(ExIOErr, "output write error: %v", err)
+	direct := r.UID == 0 || ownedBy(filepath.Join(qdir, queue.Maildrop), r.UID)
+	if err := queuectl.Report(r.cfg, r.opts.ConfigDir, r.UID, direct, queuectl.FormatText, time.Local, r.Stdout); err != nil {
+		var re *queuectl.ReportError
+		errors.As(err, &re)
+		return fatalf(re.Status, "%s", re.Text)
 	}
 	return nil
 }
