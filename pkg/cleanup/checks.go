@@ -139,6 +139,11 @@ func (c *Cleanup) applyCheck(mc *msgCtx, maps *table.Maps, title, class, key str
 // attrFilter is the queue file attribute naming the content filter.
 const attrFilter = "filter"
 
+// attrTrace is the queue file attribute that asks qmgr for a delivery
+// status report of the first delivery attempt (sendmail -v), as Postfix's
+// trace_flags record with DEL_REQ_FLAG_RECORD.
+const attrTrace = "trace"
+
 // redirected is the recipient that replaces the message's recipients after
 // a REDIRECT to addr; first is the first of them.
 func (c *Cleanup) redirected(first queue.Recipient, addr string) queue.Recipient {

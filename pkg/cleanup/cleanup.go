@@ -16,6 +16,8 @@
 //     recipients (bcc.go);
 //   - the content filter the receiving process names (content_filter,
 //     overridden by a FILTER action) is recorded for qmgr;
+//   - a request for a delivery report (sendmail -v, the hand-off's trace)
+//     is recorded for qmgr as the envelope attribute "trace" = "1";
 //   - the original recipient is kept for X-Original-To and orig_to=
 //     unless enable_original_recipient is off;
 //   - duplicate recipients are dropped;
@@ -345,6 +347,12 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		}
 		if f := cmp.Or(mc.filter, req.Filter); f != "" {
 			env.Attrs = map[string]string{attrFilter: f}
+		}
+		if req.Trace {
+			if env.Attrs == nil {
+				env.Attrs = map[string]string{}
+			}
+			env.Attrs[attrTrace] = "1"
 		}
 		if err := w.Envelope(&env); err != nil {
 			c.log.Warning("%s: write queue file: %v", id, err)

@@ -168,3 +168,27 @@ func TestFromHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceRequest: a hand-off with trace (sendmail -v) is recorded as the
+// envelope attribute "trace", beside a content filter; without it there
+// is none.
+func TestTraceRequest(t *testing.T) {
+	c, store := testCleanup(t, "")
+	for _, tc := range []struct {
+		trace  bool
+		filter string
+	}{{true, ""}, {true, "smtp:[127.0.0.1]:10025"}, {false, ""}} {
+		req := &handoff.Request{Sender: "alice", RewriteContext: handoff.ContextLocal, Trace: tc.trace, Filter: tc.filter,
+			Recipients: []handoff.Recipient{{Addr: "bob@example.org"}}}
+		res, m, _ := run(t, c, store, req, "Subject: x\n\nbody\n")
+		if res.Status != handoff.OK {
+			t.Fatalf("%+v", res)
+		}
+		if got, ok := m.Envelope.Attrs["trace"]; ok != tc.trace || (ok && got != "1") {
+			t.Errorf("trace=%v: attrs %v", tc.trace, m.Envelope.Attrs)
+		}
+		if m.Envelope.Attrs["filter"] != tc.filter {
+			t.Errorf("filter %q lost: attrs %v", tc.filter, m.Envelope.Attrs)
+		}
+	}
+}

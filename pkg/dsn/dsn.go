@@ -1,6 +1,7 @@
 // Package dsn builds delivery status notifications: the non-delivery
 // reports ("bounces"), delay warnings and success notices that Postfix's
-// bounce(8) daemon writes, as RFC 3464 messages.
+// bounce(8) daemon writes, and the delivery status report of "sendmail -v"
+// that its trace(8) service writes, as RFC 3464 messages.
 //
 // Write renders one notice from a Notice and the original message. It is a
 // pure function of its input: no configuration, no clock when Notice.Date
@@ -29,11 +30,12 @@
 //	   in a delay warning, Will-Retry-Until.
 //	3. the original: message/rfc822 "Undelivered Message" (the whole
 //	   message) or text/rfc822-headers "Undelivered Message Headers" (its
-//	   header block), preceded by a Return-Path: with the original sender.
+//	   header block), preceded by a Return-Path: with the original sender;
+//	   "Message" and "Message Headers" in success notices and reports.
 //
 // What the third part holds follows Postfix: a failure notice returns the
-// whole message unless RET=HDRS; delay warnings and success notices return
-// the headers; an explicit Notice.Return overrides the default for any
+// whole message unless RET=HDRS; delay warnings, success notices and
+// delivery status reports return the headers; an explicit Notice.Return overrides the default for any
 // kind. An original larger than SizeLimit (bounce_size_limit) is replaced by
 // its headers, so that its MIME structure is never cut in the middle, and a
 // header block that alone exceeds SizeLimit is cut after the last header
@@ -74,6 +76,12 @@ const (
 	// Success is a report of delivery for NOTIFY=SUCCESS: "Successful Mail
 	// Delivery Report" (success_template).
 	Success
+	// Trace is the report of a delivery attempt that the sender asked
+	// for with "sendmail -v": "Mail Delivery Status Report" (Postfix's
+	// verify_template). Each recipient keeps its own Action (delivered,
+	// relayed, delayed or failed), and the original's headers are
+	// returned.
+	Trace
 )
 
 func (k Kind) String() string {
@@ -84,6 +92,8 @@ func (k Kind) String() string {
 		return "delay"
 	case Success:
 		return "success"
+	case Trace:
+		return "trace"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -205,7 +215,7 @@ func Write(w io.Writer, n *Notice, original io.Reader) error {
 
 func (n *Notice) check() error {
 	switch {
-	case n.Kind != Failure && n.Kind != Delay && n.Kind != Success:
+	case n.Kind < Failure || n.Kind > Trace:
 		return fmt.Errorf("dsn: unknown notice kind %d", int(n.Kind))
 	case strings.TrimSpace(n.Hostname) == "":
 		return errors.New("dsn: no host name")

@@ -118,6 +118,25 @@ var cases = []struct {
 		part3:    "text/rfc822-headers",
 	},
 	{
+		// sendmail -v: every outcome of the attempt, headers returned
+		// even with RET=FULL.
+		name: "trace",
+		notice: func() *Notice {
+			n := baseNotice(Trace)
+			n.Return = ReturnHeaders
+			n.Recipients = []Recipient{
+				{Addr: "carol@mail.example.org", Action: "delivered", Status: "2.0.0", Reason: "delivered to maildir", LastAttempt: now},
+				{Addr: "bob@example.com", Action: "delayed", Status: "4.4.1",
+					Reason: "connect to mx.example.com[192.0.2.1]:25: Connection timed out", LastAttempt: now},
+				smtpFailure,
+			}
+			n.Recipients[2].Action = "failed"
+			return n
+		},
+		original: origMsg,
+		part3:    "text/rfc822-headers",
+	},
+	{
 		name: "ret-hdrs",
 		notice: func() *Notice {
 			n := baseNotice(Failure)
@@ -453,6 +472,60 @@ func TestFields(t *testing.T) {
 	want := "Return-Path: <alice@example.org>\n" + strings.ReplaceAll(origMsg, "\r\n", "\n")
 	if string(p.part3) != want {
 		t.Errorf("returned message:\n%q\nwant\n%q", p.part3, want)
+	}
+}
+
+// TestTraceFields: the report of "sendmail -v" has Postfix's
+// verify_template texts, keeps each recipient's action, derives a missing
+// status from it, and returns "Message Headers", not "Undelivered".
+func TestTraceFields(t *testing.T) {
+	n := baseNotice(Trace)
+	n.Recipients = []Recipient{
+		{Addr: "carol@mail.example.org", Reason: "delivered to maildir"},
+		{Addr: "dave@example.net", Action: "relayed", Status: "2.0.0", RemoteMTA: "mx.example.net", Diagnostic: "smtp; 250 2.0.0 Ok"},
+		{Addr: "bob@example.com", Action: "delayed", Reason: "connect to mx.example.com[192.0.2.1]:25: Connection timed out"},
+		{Addr: "eve@example.org", Action: "failed", Reason: "unknown user"},
+	}
+	var out bytes.Buffer
+	if err := Write(&out, n, strings.NewReader(origMsg)); err != nil {
+		t.Fatal(err)
+	}
+	p := parse(t, out.Bytes(), n)
+	if got := p.header.Get("Subject"); got != "Mail Delivery Status Report" {
+		t.Errorf("Subject %q", got)
+	}
+	if got := p.header.Get("Auto-Submitted"); got != "auto-replied" {
+		t.Errorf("Auto-Submitted %q", got)
+	}
+	want := "This is the mail system at host mail.example.org.\n\n" +
+		"Enclosed is the mail delivery report that you requested.\n\n" +
+		"                   The mail system\n\n" +
+		"<carol@mail.example.org>: delivered to maildir\n"
+	if !strings.HasPrefix(p.human, want) {
+		t.Errorf("human part:\n%s\nwant it to start with\n%s", p.human, want)
+	}
+	for i, w := range []struct{ action, status string }{
+		{"delivered", "2.0.0"}, {"relayed", "2.0.0"}, {"delayed", "4.0.0"}, {"failed", "5.0.0"},
+	} {
+		h := p.perRcpt[i]
+		if h.Get("Action") != w.action || h.Get("Status") != w.status {
+			t.Errorf("recipient %d: Action %q Status %q, want %q %q", i+1, h.Get("Action"), h.Get("Status"), w.action, w.status)
+		}
+		if h.Get("Will-Retry-Until") != "" {
+			t.Errorf("recipient %d: Will-Retry-Until in a report", i+1)
+		}
+	}
+	if got := p.perRcpt[1].Get("Remote-MTA"); got != "dns; mx.example.net" {
+		t.Errorf("Remote-MTA %q", got)
+	}
+	if p.part3Type != "text/rfc822-headers" {
+		t.Errorf("third part %s, want the headers", p.part3Type)
+	}
+	if !bytes.Contains(out.Bytes(), []byte("Content-Description: Message Headers\n")) {
+		t.Error("third part not described as Message Headers")
+	}
+	if (Notice{Kind: Trace + 1}).Kind.String() != "Kind(4)" || Trace.String() != "trace" {
+		t.Error("Kind names")
 	}
 }
 

@@ -16,7 +16,7 @@ func FuzzWrite(f *testing.F) {
 	f.Add([]byte("Subject: ü\r\n\r\nbody\r"), "jürgen@beispiel.de", "utf-8;jürgen@beispiel.de", "a\nb: c", "no-type", "", "álvaro@x", true, uint16(40), uint8(1))
 	f.Add([]byte("\tcontinued\nX: y\n"), "a\r\nInjected: yes", "x;", strings.Repeat("w", 3000), ";", "h\x00", "\"q\"@x", false, uint16(10), uint8(2))
 	f.Fuzz(func(t *testing.T, orig []byte, addr, orcpt, reason, diag, mta, sender string, utf8 bool, limit uint16, sel uint8) {
-		n := baseNotice(Kind(sel % 3))
+		n := baseNotice(Kind(sel % 4))
 		n.Return = []string{"", ReturnFull, ReturnHeaders}[int(sel/3)%3]
 		n.Postmaster = sel&0x40 != 0
 		n.SMTPUTF8 = utf8

@@ -63,6 +63,8 @@ func (b *builder) subject() string {
 		return "Delayed Mail (still being retried)"
 	case Success:
 		return "Successful Mail Delivery Report"
+	case Trace:
+		return "Mail Delivery Status Report"
 	}
 	if b.n.Postmaster {
 		return "Postmaster Copy: Undelivered Mail"
@@ -101,6 +103,12 @@ func (b *builder) boilerplate() []string {
 			"listed below. If the message was delivered to mailbox you will",
 			"receive no further notifications. Otherwise you may still receive",
 			"notifications of mail delivery errors from other systems.",
+			"",
+			"                   The mail system",
+		)
+	case Trace:
+		return append(head,
+			"Enclosed is the mail delivery report that you requested.",
 			"",
 			"                   The mail system",
 		)
@@ -160,7 +168,7 @@ func (b *builder) diagnostic(r Recipient) (typ, text string) {
 }
 
 func (b *builder) action(r Recipient) string {
-	def := [...]string{Failure: "failed", Delay: "delayed", Success: "delivered"}[b.n.Kind]
+	def := [...]string{Failure: "failed", Delay: "delayed", Success: "delivered", Trace: "delivered"}[b.n.Kind]
 	if b.n.Kind == Failure {
 		return def
 	}
@@ -175,7 +183,16 @@ func (b *builder) status(r Recipient) string {
 	if s := strings.TrimSpace(r.Status); validStatus(s) {
 		return s
 	}
-	return [...]string{Failure: "5.0.0", Delay: "4.0.0", Success: "2.0.0"}[b.n.Kind]
+	if b.n.Kind == Trace {
+		// A report mixes outcomes: the default follows the action.
+		switch b.action(r) {
+		case "failed":
+			return "5.0.0"
+		case "delayed":
+			return "4.0.0"
+		}
+	}
+	return [...]string{Failure: "5.0.0", Delay: "4.0.0", Success: "2.0.0", Trace: "2.0.0"}[b.n.Kind]
 }
 
 // validStatus checks RFC 3463 status-code syntax: class "." subject "."
@@ -259,7 +276,8 @@ func (b *builder) third(o *original) (desc, ctype string, body []byte) {
 	if o.headersOnly {
 		desc = "Message Headers"
 	}
-	if b.n.Kind != Success {
+	// Postfix: only the failure and delay templates say "Undelivered".
+	if b.n.Kind == Failure || b.n.Kind == Delay {
 		desc = "Undelivered " + desc
 	}
 	switch {

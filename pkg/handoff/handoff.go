@@ -8,7 +8,7 @@
 //	client  → cleanup  open  {req=open, sender, client_name, client_addr,
 //	                          helo, protocol, auth_user, body_type, smtputf8,
 //	                          dsn_ret, dsn_envid, rewrite_context,
-//	                          full_name, filter, flags (optional)}
+//	                          full_name, filter, flags, trace (optional)}
 //	client  → cleanup  rcpt  {req=rcpt, addr, notify, orcpt}   (1..n)
 //	client  → cleanup  start {req=start}
 //	cleanup → client   {queue_id}                  (or a final reply: refused)
@@ -32,6 +32,10 @@
 // their receive_override_options turn off; a request without flags (mail
 // made by Postern itself: notices) gets Internal, as Postfix's bounce
 // daemon asks for CLEANUP_FLAG_MASK_INTERNAL.
+// trace=1 (pickup, for "sendmail -v") asks for a report of the first
+// delivery attempt, recorded in the queue file for qmgr (Postfix's
+// trace_flags attribute with DEL_REQ_FLAG_RECORD); it is sent only when
+// set, so a cleanup that does not know it ignores it.
 //
 // The content is the message as received, header and body, with LF line
 // endings (the client converts CRLF). A final reply with status "ok" means
@@ -71,6 +75,7 @@ const (
 	attrName    = "full_name"
 	attrFilter  = "filter"
 	attrFlags   = "flags"
+	attrTrace   = "trace"
 	attrAddr    = "addr"
 	attrNotify  = "notify"
 	attrORcpt   = "orcpt"
@@ -159,8 +164,11 @@ type Request struct {
 	Filter         string // content_filter, "transport:nexthop", or ""
 	// Flags is the processing asked for when HasFlags is set (smtpd and
 	// pickup set both); without HasFlags cleanup applies Internal.
-	Flags      Flags
-	HasFlags   bool
+	Flags    Flags
+	HasFlags bool
+	// Trace asks for a delivery status report of the first delivery
+	// attempt (sendmail -v).
+	Trace      bool
 	Recipients []Recipient
 }
 
@@ -354,6 +362,9 @@ func open(c *ipc.Conn, req *Request, p *Pool) (*Stream, error) {
 	if req.HasFlags {
 		a.Add(attrFlags, strconv.FormatUint(uint64(req.Flags), 10))
 	}
+	if req.Trace {
+		a.Add(attrTrace, "1")
+	}
 	if err := c.Send(a); err != nil {
 		c.Close()
 		return nil, err
@@ -497,6 +508,7 @@ func ReadRequest(c *ipc.Conn, maxRcpt int) (*Request, error) {
 		FullName:       a.Str(attrName),
 		Filter:         a.Str(attrFilter),
 		Flags:          Internal,
+		Trace:          a.Bool(attrTrace),
 	}
 	if v, ok := a.Get(attrFlags); ok {
 		f, err := strconv.ParseUint(v, 10, 32)

@@ -24,8 +24,9 @@
 //     refusal sends it to corrupt/ with a warning.
 //  4. open a hand-off to cleanup (public/cleanup_service_name) with the
 //     envelope: sender, recipients with their DSN NOTIFY, DSN RET and
-//     ENVID, body type, SMTPUTF8, and the rewrite context recorded by
-//     sendmail ("local" unless -G). Log "ID: uid=N from=<sender>" with
+//     ENVID, body type, SMTPUTF8, the rewrite context recorded by
+//     sendmail ("local" unless -G) and its request for a delivery report
+//     (-v, the "trace" attribute). Log "ID: uid=N from=<sender>" with
 //     cleanup's queue ID, as Postfix's pickup.
 //  5. send a Received: header, "Received: by $myhostname ($mail_name,
 //     from userid N)\n\tid ID; date", then the content (an empty line
@@ -298,6 +299,7 @@ func (p *Pickup) pickup(id queue.ID) (bool, error) {
 		Filter:         p.filter,
 		Flags:          p.flags,
 		HasFlags:       true,
+		Trace:          env.Attrs[drop.AttrTrace] == "1",
 	}
 	if env.Attrs[drop.AttrRewrite] == "remote" {
 		req.RewriteContext = handoff.ContextRemote

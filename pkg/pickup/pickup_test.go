@@ -278,3 +278,31 @@ func TestPickupFilterAndOverride(t *testing.T) {
 		t.Errorf("unknown option: %v", err)
 	}
 }
+
+// TestPickupTrace: the report requested with sendmail -v (the maildrop
+// attribute "trace") reaches cleanup; a file without it asks for none.
+func TestPickupTrace(t *testing.T) {
+	e := newEnv(t, "")
+	cl := startCleanup(t, e.p.cleanup.Path(), handoff.OK)
+	for _, trace := range []bool{true, false} {
+		s := &drop.Submission{Sender: "me@example.org", Trace: trace, Recipients: []queue.Recipient{{Addr: "a@example.org"}}}
+		sink, err := drop.Direct(e.cfg, e.store, os.Getuid(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(sink, "Subject: x\n\nbody\n")
+		if _, err := sink.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		e.p.Scan(context.Background())
+	}
+	got := cl.received()
+	if len(got) != 2 || !got[0].req.Trace || got[1].req.Trace {
+		t.Fatalf("cleanup got %d messages, trace %v", len(got), func() (v []bool) {
+			for _, g := range got {
+				v = append(v, g.req.Trace)
+			}
+			return v
+		}())
+	}
+}

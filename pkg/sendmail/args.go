@@ -35,6 +35,10 @@ type Options struct {
 	SMTPUTF8   bool   // -O smtputf8=yes
 	Remote     bool   // -G: gateway submission, remote rewrite context
 	Verbose    int    // -v count
+	// Trace: -v given exactly once in delivery mode asks for a report of
+	// the first delivery attempt; more than one -v means verbose output
+	// instead (Postfix: "The -v option plays double duty").
+	Trace      bool
 	AliasFile  string // -oA
 	Recipients []string
 	Warnings   []string // ignored values, to report on stderr
@@ -126,6 +130,7 @@ func ParseArgs(argv0 string, args []string) (*Options, error) {
 	if o.Mode != ModeEnqueue && len(o.Recipients) > 0 {
 		return nil, fatalf(ExUsage, "%s mode requires no recipient", o.Mode)
 	}
+	o.Trace = o.Verbose == 1 && o.Mode == ModeEnqueue
 	return o, nil
 }
 

@@ -36,8 +36,15 @@ func TestParseArgs(t *testing.T) {
 		{"sendmail", []string{"-C", "/etc/x/main.cf", "-bp"}, func(o *Options) bool { return o.ConfigDir == "/etc/x" }},
 		{"sendmail", []string{"-C/etc/y", "-bp"}, func(o *Options) bool { return o.ConfigDir == "/etc/y" }},
 		{"sendmail", []string{"-B", "8BITMIME", "-G", "-v", "-v", "b"}, func(o *Options) bool {
-			return o.BodyType == "8BITMIME" && o.Remote && o.Verbose == 2
+			return o.BodyType == "8BITMIME" && o.Remote && o.Verbose == 2 && !o.Trace
 		}},
+		// -v once asks for the delivery report (Postfix's RECORD flag),
+		// in delivery mode only; twice is verbose output, no report.
+		{"sendmail", []string{"-v", "b"}, func(o *Options) bool { return o.Verbose == 1 && o.Trace }},
+		{"sendmail", []string{"-tv"}, func(o *Options) bool { return o.Extract && o.Trace }},
+		{"sendmail", []string{"-vv", "b"}, func(o *Options) bool { return o.Verbose == 2 && !o.Trace }},
+		{"sendmail", []string{"-v", "-bs"}, func(o *Options) bool { return o.Mode == ModeSMTP && !o.Trace }},
+		{"sendmail", []string{"b"}, func(o *Options) bool { return !o.Trace }},
 		{"sendmail", []string{"-O", "SMTPUTF8=yes", "b"}, func(o *Options) bool { return o.SMTPUTF8 }},
 		{"sendmail", []string{"-oA/etc/aliases2", "-bi"}, func(o *Options) bool { return o.AliasFile == "/etc/aliases2" }},
 		{"sendmail", []string{"-L", "tag", "-h", "5", "-om", "-m", "-U", "b"}, func(o *Options) bool { return slices.Equal(o.Recipients, []string{"b"}) }},

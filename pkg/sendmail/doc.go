@@ -22,8 +22,12 @@
 // full or hdrs (DSN RET); -V envid; -B 7BIT or 8BITMIME; -G submits in
 // the remote rewrite context; -O smtputf8=yes; -C names the
 // configuration directory (or its main.cf), as MAIL_CONFIG does; -v
-// once is accepted (Postfix mails a delivery report, Postern does not
-// yet), twice prints the queue ID. Postfix's ignored options (-A, -L,
+// given once in delivery mode asks for an email report of the first
+// delivery attempt (recorded as the "trace" envelope attribute: qmgr
+// mails the sender a "Mail Delivery Status Report" listing every
+// recipient as delivered, delayed or failed), while more than one -v
+// means verbose output instead (the queue ID is printed) and no report,
+// as Postfix's "-v option plays double duty". Postfix's ignored options (-A, -L,
 // -h, -e, -p, -c, -m, -U, -x, -o7, -o8, -om, ...) are ignored. -n, -X
 // (VERP), -bv, -qR and -qI are refused with EX_USAGE. Each command-line
 // recipient is parsed as an address list, so "Joe <joe@example.org>, ann"

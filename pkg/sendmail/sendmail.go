@@ -205,6 +205,7 @@ func (r *run) submission(login, gecos string) *drop.Submission {
 		DSNRet:   o.Ret,
 		DSNEnvID: o.EnvID,
 		SMTPUTF8: o.SMTPUTF8,
+		Trace:    o.Trace,
 	}
 	if o.HaveSender {
 		s.Sender = r.senderAddress(o.Sender)

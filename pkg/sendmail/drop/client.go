@@ -110,6 +110,9 @@ func (p *postdropSink) open(s *Submission) error {
 	a.Add(attrRet, s.DSNRet)
 	a.Add(attrEnvID, s.DSNEnvID)
 	a.AddBool(attrUTF8, s.SMTPUTF8)
+	if s.Trace {
+		a.Add(attrTrace, "1")
+	}
 	if err := p.c.Send(a); err != nil {
 		return p.lost(err)
 	}

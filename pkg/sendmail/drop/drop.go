@@ -42,7 +42,8 @@
 //
 //	postdrop → sendmail  hello {protocol, version, service=postdrop}
 //	sendmail → postdrop  {req=open, sender, full_name, rewrite_context,
-//	                      body_type, dsn_ret, dsn_envid, smtputf8}
+//	                      body_type, dsn_ret, dsn_envid, smtputf8,
+//	                      trace (optional, "1" for sendmail -v)}
 //	sendmail → postdrop  {req=rcpt, addr, notify}        (0..n)
 //	sendmail → postdrop  {req=start}
 //	postdrop → sendmail  {queue_id}   or a final {status, text}
@@ -89,6 +90,7 @@ const (
 	AttrUID      = "uid"             // submitting uid, decimal
 	AttrFullName = "full_name"       // sendmail -F, $NAME or the GECOS name
 	AttrRewrite  = "rewrite_context" // "local" (default) or "remote" (-G)
+	AttrTrace    = "trace"           // "1": report the first delivery attempt (-v)
 )
 
 // Reply statuses.
@@ -126,6 +128,7 @@ type Submission struct {
 	DSNRet     string
 	DSNEnvID   string
 	SMTPUTF8   bool
+	Trace      bool              // -v: mail the sender a report of the first delivery attempt
 	Recipients []queue.Recipient // from the command line; -t adds more after the content
 }
 
@@ -195,6 +198,9 @@ func (s *Submission) envelope(uid int) *queue.Envelope {
 	}
 	if s.Remote {
 		attrs[AttrRewrite] = "remote"
+	}
+	if s.Trace {
+		attrs[AttrTrace] = "1"
 	}
 	rcpts := make([]queue.Recipient, len(s.Recipients))
 	for i, r := range s.Recipients {
@@ -292,6 +298,7 @@ const (
 	attrRet     = "dsn_ret"
 	attrEnvID   = "dsn_envid"
 	attrUTF8    = "smtputf8"
+	attrTrace   = "trace"
 	attrAddr    = "addr"
 	attrNotify  = "notify"
 	attrData    = "data"

@@ -83,7 +83,7 @@ func TestServe(t *testing.T) {
 	cfg, store := testConfig(t, "")
 	srv := &Server{Config: cfg, Store: store, UID: 4242}
 	c, done := serve(t, srv)
-	send(t, c, req("open", attrSender, "me@example.org", attrName, "Me", attrContext, "remote", attrBody, "8BITMIME"),
+	send(t, c, req("open", attrSender, "me@example.org", attrName, "Me", attrContext, "remote", attrBody, "8BITMIME", attrTrace, "1"),
 		req("rcpt", attrAddr, "a@example.org", attrNotify, "NEVER"), req("start"))
 	r, err := c.Read()
 	if err != nil || r.Str(attrQueueID) == "" {
@@ -105,7 +105,7 @@ func TestServe(t *testing.T) {
 	content, _ := io.ReadAll(m.Content())
 	e := m.Envelope
 	if string(content) != "Subject: x\n\nbody\n" || e.Sender != "me@example.org" || e.Attrs[AttrUID] != "4242" ||
-		e.Attrs[AttrFullName] != "Me" || e.Attrs[AttrRewrite] != "remote" || e.BodyType != "8BITMIME" ||
+		e.Attrs[AttrFullName] != "Me" || e.Attrs[AttrRewrite] != "remote" || e.Attrs[AttrTrace] != "1" || e.BodyType != "8BITMIME" ||
 		len(e.Recipients) != 2 || e.Recipients[0].Notify != "NEVER" || e.Recipients[1].Addr != "b@example.org" || m.Extracted != 1 {
 		t.Errorf("queued %+v, content %q", e, content)
 	}
@@ -230,5 +230,42 @@ func TestTrustConfigDir(t *testing.T) {
 	}
 	if err := TrustConfigDir("/some/where", 1000, true); err == nil {
 		t.Error("set-group-ID postdrop accepted an unlisted configuration directory")
+	}
+}
+
+// TestPostdropOpenTrace: sendmail's side of the conversation sends the -v
+// request (trace) only when set, and postdrop's side reads it back.
+func TestPostdropOpenTrace(t *testing.T) {
+	for _, trace := range []bool{true, false} {
+		r1, w1, _ := os.Pipe()
+		r2, w2, _ := os.Pipe()
+		client := ipc.NewConn(&pipeConn{r: r1, w: w2}, ipc.Options{MaxFrame: maxFrame, Timeout: 10 * time.Second})
+		server := ipc.NewConn(&pipeConn{r: r2, w: w1}, ipc.Options{MaxFrame: maxFrame, Timeout: 10 * time.Second})
+		p := &postdropSink{c: client, buf: make([]byte, 0, chunkSize)}
+		done := make(chan error, 1)
+		go func() {
+			done <- p.open(&Submission{Sender: "me@example.org", Trace: trace, Recipients: []queue.Recipient{{Addr: "a@example.org"}}})
+		}()
+		if err := ipc.Hello(server, Service); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := readSubmission(server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Trace != trace || len(sub.Recipients) != 1 {
+			t.Errorf("trace %v: read %+v", trace, sub)
+		}
+		server.Write(ipc.Attrs{{Name: attrQueueID, Value: "ID1"}})
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("open did not return")
+		}
+		client.Close()
+		server.Close()
 	}
 }

@@ -173,6 +173,7 @@ func readSubmission(c *ipc.Conn) (*Submission, error) {
 		DSNRet:   a.Str(attrRet),
 		DSNEnvID: a.Str(attrEnvID),
 		SMTPUTF8: a.Bool(attrUTF8),
+		Trace:    a.Bool(attrTrace),
 	}
 	switch ctx := a.Str(attrContext); ctx {
 	case "", "local":
