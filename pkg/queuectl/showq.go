@@ -400,7 +400,7 @@ func ShowqRelayMain(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &re):
 		return fail(re.Status, "%s", re.Text)
 	case errors.Is(err, errDown) && errors.Is(err, fs.ErrPermission):
-		return fail(exUnavailable, "Queue report unavailable - cannot reach %s (%v): is postdrop set-group-ID %s?", path, err, cfg.Get("setgid_group"))
+		return fail(exUnavailable, "Queue report unavailable - cannot reach %s: permission denied (is postdrop set-group-ID %s?)", path, cfg.Get("setgid_group"))
 	case errors.Is(err, errDown):
 		return fail(exUnavailable, "Queue report unavailable - %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"postern/pkg/config"
 	"postern/pkg/queue"
+	"postern/pkg/sendmail/drop"
 )
 
 // serveShowq runs a Showq on the socket public/showq of s's queue until
@@ -309,4 +310,64 @@ func FuzzShowqRequest(f *testing.F) {
 			t.Fatalf("%q: format %q", b, format)
 		}
 	})
+}
+
+// TestShowqRelayMain: the relay (run here without set-group-ID, so any
+// configuration directory is trusted) copies the showq listing and
+// applies authorized_mailq_users to the real uid.
+func TestShowqRelayMain(t *testing.T) {
+	conf, s := testConfig(t)
+	put(t, s, queue.Deferred, queue.Envelope{Sender: "a@example.org", Recipients: []queue.Recipient{{Addr: "b@example.com"}}}, "x", nil)
+	serveShowq(t, s, 5*time.Second)
+	want := directListing(t, s, FormatJSON)
+	var out, stderr bytes.Buffer
+	if rc := ShowqRelayMain([]string{"-c", conf, FormatJSON}, &out, &stderr); rc != exOK || out.String() != want || stderr.Len() != 0 {
+		t.Errorf("relay: exit %d, %q\n%s\nwant:\n%s", rc, stderr.String(), out.String(), want)
+	}
+	f, err := os.OpenFile(filepath.Join(conf, "main.cf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "authorized_mailq_users = !%s, static:anyone\n", loginOrUnknown())
+	f.Close()
+	out.Reset()
+	stderr.Reset()
+	if rc := ShowqRelayMain([]string{"-c", conf, FormatText}, &out, &stderr); rc != exNoPerm || out.Len() != 0 ||
+		!strings.Contains(stderr.String(), "is not allowed to view the mail queue") {
+		t.Errorf("refused relay: exit %d, %q\n%s", rc, stderr.String(), out.String())
+	}
+}
+
+func loginOrUnknown() string {
+	if n := drop.LoginName(os.Getuid()); n != "" {
+		return n
+	}
+	return "unknown"
+}
+
+// TestRelayExec: how the client runs postdrop showq and reads its result.
+func TestRelayExec(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho \"$@\"\nif [ \"$4\" = fail ]; then echo 'Queue report unavailable: no' >&2; exit 75; fi\n"
+	if err := os.WriteFile(filepath.Join(dir, "postdrop"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(strings.NewReader("command_directory = "+dir+"\n"), "main.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := relay(cfg, "/c", FormatText, &out); err != nil || out.String() != "showq -c /c text\n" {
+		t.Errorf("relay: %v, %q", err, out.String())
+	}
+	out.Reset()
+	err = relay(cfg, "/c", "fail", &out)
+	var re *ReportError
+	if !errors.As(err, &re) || re.Status != exTempFail || re.Text != "Queue report unavailable: no" {
+		t.Errorf("failing relay: %#v", err)
+	}
+	os.Remove(filepath.Join(dir, "postdrop"))
+	if err := relay(cfg, "", FormatText, &out); !errors.As(err, &re) || re.Status != exUnavailable || !strings.Contains(re.Text, "run postdrop") {
+		t.Errorf("no postdrop: %#v", err)
+	}
 }
