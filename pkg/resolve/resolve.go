@@ -85,6 +85,7 @@ type Resolver struct {
 	valiasMaps    *table.Maps
 	transportMaps *transportMaps // nil when transport_maps is empty
 	sndRelay      *table.Maps    // sender_dependent_relayhost_maps; nil when empty
+	nullRelayKey  string         // empty_address_relayhost_maps_lookup_key
 	localRcpt     localRecipientMaps
 }
 
@@ -174,6 +175,9 @@ func NewWithAliases(cfg *config.Config, open, openAliases Opener) (*Resolver, er
 	} else if len(specs) > 0 {
 		if r.sndRelay, err = OpenMaps(cfg, "sender_dependent_relayhost_maps", open); err != nil {
 			return nil, err
+		}
+		if r.nullRelayKey = cfg.Get("empty_address_relayhost_maps_lookup_key"); r.nullRelayKey == "" {
+			r.nullRelayKey = nullSenderKey
 		}
 	}
 	if _, err := table.SplitSpecs(cfg.Get("local_recipient_maps")); err != nil {
@@ -271,8 +275,8 @@ func (r *Resolver) Resolve(rcpt string) (Result, error) {
 }
 
 // nullSenderKey is what sender_dependent_relayhost_maps is searched with
-// for the null sender: Postfix's empty_address_relayhost_maps_lookup_key
-// default.
+// for the null sender: the default of Postfix's
+// empty_address_relayhost_maps_lookup_key, which main.cf may set.
 const nullSenderKey = "<>"
 
 // ResolveFrom is Resolve for mail from sender: for the relay and default
@@ -290,7 +294,7 @@ func (r *Resolver) senderRelay(sender string) (string, error) {
 	}
 	key := sender
 	if key == "" {
-		key = nullSenderKey
+		key = r.nullRelayKey
 	}
 	v, found, err := table.LookupAddress(r.sndRelay, key, table.AddressOptions{Delimiter: r.delim})
 	if err != nil {

@@ -32,6 +32,7 @@ func TestResolveFromSenderRelayhost(t *testing.T) {
 		{"default_transport = smtp:[own.example]\n", "a@special.example", "x@far.example", "[own.example]"},
 		{"", "a@special.example", "root@mx.example.com", "mx.example.com"},
 		{"", "a@special.example", "user@virt.example", "virt.example"},
+		{"empty_address_relayhost_maps_lookup_key = null@special.example\n", "", "x@far.example", "far.example"},
 	} {
 		r := testResolver(t, base+c.extra)
 		res, err := r.ResolveFrom(c.sender, c.rcpt)
