@@ -106,6 +106,7 @@ var paramTable = []Param{
 	{Name: "error_notice_recipient", Kind: String, Default: "postmaster", Doc: "Recipient of postmaster notices about errors."},
 	{Name: "error_service_name", Kind: String, Default: "error", Doc: "Name of the error service."},
 	{Name: "expand_owner_alias", Kind: Bool, Default: "no", Doc: "Whether an owner-name alias is expanded like a normal alias."},
+	{Name: "empty_address_relayhost_maps_lookup_key", Kind: String, Default: "<>", Doc: "The sender_dependent_relayhost_maps lookup key for the null sender."},
 	{Name: "execution_directory_expansion_filter", Kind: String, Default: "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", Doc: "Characters allowed in $name expansions of command_execution_directory."},
 	{Name: "export_environment", Kind: List, Default: "TZ MAIL_CONFIG LANG", Doc: "Environment variables passed to external commands."},
 	{Name: "fallback_relay", Kind: List, Default: "", Doc: "Obsolete name of smtp_fallback_relay."},
