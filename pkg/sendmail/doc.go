@@ -81,5 +81,9 @@
 // -C, the message) comes from the caller, who can only hurt themselves.
 // The privileged step is postdrop (package drop), which repeats every
 // check that matters. Root and the owner of maildrop/ write the queue
-// file directly, with the same checks.
+// file directly, with the same checks. For -bp the caller outside
+// setgid_group runs "postdrop showq" (pkg/queuectl showq.go): with the
+// set-group-ID privilege it only reads main.cf from a trusted directory,
+// applies authorized_mailq_users to the real uid, connects to
+// public/showq and copies the listing to its standard output.
 package sendmail
