@@ -29,7 +29,9 @@ package qmgr
 // A report that cannot be queued is logged and tried again after the next
 // attempt, as Postfix keeps the record then; a message that leaves the
 // queue meanwhile is not kept for it. A crash between queuing the report
-// and writing the file sends the report again: a duplicate at worst.
+// and writing the file, or a message kept only because its bounce could
+// not be queued, gets the report again: a duplicate at worst. A message
+// deleted by the administrator leaves its (empty) file behind.
 //
 // A recipient's delivery text is the agent's when qmgr kept the result
 // (msg.successes: recipients with NOTIFY=SUCCESS); for the others the
