@@ -829,6 +829,7 @@ func (q *Qmgr) finish(msg *message) {
 		m.Close()
 		return
 	}
+	q.traceReport(msg) // sendmail -v, before the other notices (trace.go)
 	if len(msg.successes) > 0 {
 		q.notifySuccess(msg)
 	}
