@@ -49,7 +49,8 @@ func audit3WaitQueued(t *testing.T, in *Instance, msgid string) string {
 // whole message comes back; -N never suppresses the bounce; -N success
 // asks for a delivery report.
 func TestAudit3SendmailDSN(t *testing.T) {
-	in := newSendmailInstance(t, Options{MainCf: "virtual_mailbox_limit = 100"})
+	in := newSendmailInstance(t, Options{MainCf: fullMboxCf})
+	fillMbox(t, in)
 	big := strings.Repeat("x", 300)
 
 	in.Sendmail("sendmail", "Subject: ret hdrs\nMessage-ID: <hdrs@example.org>\n\n"+big+"\n", nil, "-f", "user@itest.test", "-R", "hdrs", "mbox@itest.test")

@@ -274,7 +274,8 @@ func TestDelayWarningNotify(t *testing.T) {
 // notify_classes = bounce: the postmaster gets a copy of the bounce with
 // the original's headers only.
 func TestBouncePostmasterCopy(t *testing.T) {
-	in := noticeInstance(t, "virtual_mailbox_limit = 100\nnotify_classes = bounce\nbounce_notice_recipient = pm@itest.test")
+	in := noticeInstance(t, fullMboxCf+"\nnotify_classes = bounce\nbounce_notice_recipient = pm@itest.test")
+	fillMbox(t, in)
 	body := "Subject: too big\r\nMessage-ID: <big@example.org>\r\n\r\n" + strings.Repeat("x", 300) + "\r\n"
 	id := sendNotify(t, in.Addr, "user@itest.test", map[string][]smtp.DSNNotify{"mbox@itest.test": nil}, body)
 	files := in.WaitMaildir("itest.test/user", 1, 15*time.Second)
@@ -300,7 +301,8 @@ func TestBouncePostmasterCopy(t *testing.T) {
 func TestDoubleBounce(t *testing.T) {
 	body := "Subject: a bounce\r\nMessage-ID: <b1@example.org>\r\n\r\n" + strings.Repeat("y", 300) + "\r\n"
 	t.Run("2bounce", func(t *testing.T) {
-		in := noticeInstance(t, "virtual_mailbox_limit = 100\nnotify_classes = 2bounce\n2bounce_notice_recipient = pm@itest.test")
+		in := noticeInstance(t, fullMboxCf+"\nnotify_classes = 2bounce\n2bounce_notice_recipient = pm@itest.test")
+		fillMbox(t, in)
 		id := sendNotify(t, in.Addr, "", map[string][]smtp.DSNNotify{"mbox@itest.test": nil}, body)
 		pm := in.WaitMaildir("itest.test/pm", 1, 15*time.Second)
 		rep := readReport(t, pm[0])
@@ -313,7 +315,8 @@ func TestDoubleBounce(t *testing.T) {
 		}
 	})
 	t.Run("default", func(t *testing.T) {
-		in := noticeInstance(t, "virtual_mailbox_limit = 100\n2bounce_notice_recipient = pm@itest.test")
+		in := noticeInstance(t, fullMboxCf+"\n2bounce_notice_recipient = pm@itest.test")
+		fillMbox(t, in)
 		id := sendNotify(t, in.Addr, "", map[string][]smtp.DSNNotify{"mbox@itest.test": nil}, body)
 		if !in.WaitLog(id+": undeliverable non-delivery notification discarded", 10*time.Second) || !in.WaitLog(id+": removed", 5*time.Second) {
 			t.Errorf("log:\n%s", in.Log())
@@ -344,7 +347,8 @@ func TestTransportMapsError(t *testing.T) {
 // attempt, with its reason, and marked Bounced; the final attempt does not
 // bounce it again.
 func TestBounceWhileDeferred(t *testing.T) {
-	in := noticeInstance(t, "virtual_mailbox_limit = 100\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h")
+	in := noticeInstance(t, fullMboxCf+"\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h")
+	fillMbox(t, in)
 	os.MkdirAll(filepath.Join(in.Mail, "itest.test"), 0755)
 	blocker := filepath.Join(in.Mail, "itest.test", "other")
 	if err := os.WriteFile(blocker, []byte("in the way"), 0644); err != nil {

@@ -215,7 +215,16 @@ func (a *Agent) deliverOne(m *queue.Message, r deliver.Recipient) deliver.Result
 	}
 	write := func(w io.Writer) error { return a.writeMessage(w, m, r, false) }
 	if strings.HasSuffix(path, "/") {
+		if a.mboxLimit > 0 {
+			// virtual_mailbox_limit bounds each maildir file too.
+			write = func(w io.Writer) error {
+				return a.writeMessage(&limitWriter{w: w, left: a.mboxLimit}, m, r, false)
+			}
+		}
 		if err := deliverMaildir(a.base, path, a.hostname, o, &a.dirs, &a.maildirs, write); err != nil {
+			if errors.Is(err, errFileTooLarge) {
+				return deliver.Result{Status: deliver.Bounce, DSN: "5.2.2", Text: "maildir delivery failed: error writing message: File too large"}
+			}
 			a.log.Warning("maildir delivery to %s: %v", r.Addr, err)
 			return deliver.Result{Status: deliver.Defer, DSN: "4.2.0", Text: "maildir delivery failed: " + errText(err)}
 		}
