@@ -45,6 +45,9 @@ func readOriginal(r io.Reader, wantHeaders bool, limit int64) (*original, error)
 	for {
 		line, err := br.ReadBytes('\n')
 		read += int64(len(line))
+		if len(line) > 0 && line[len(line)-1] != '\n' {
+			read++ // the LF normalisation adds counts against the limit
+		}
 		if read > limit {
 			over = true
 		}
