@@ -240,3 +240,27 @@ func FuzzParseDeferLog(f *testing.F) {
 		}
 	})
 }
+
+// TestRemoveTakesTraceMarker: removing a queued message (postern queue
+// delete) also removes qmgr's sendmail -v marker trace/ID; a message
+// leaving active/ keeps it for qmgr to handle.
+func TestRemoveTakesTraceMarker(t *testing.T) {
+	s := newStore(t)
+	for _, c := range []struct {
+		queue string
+		gone  bool
+	}{{Deferred, true}, {Hold, true}, {Active, false}} {
+		id := writeMessage(t, s, c.queue, fullEnvelope(), nil)
+		marker := s.Path(Trace, id)
+		if err := os.WriteFile(marker, nil, 0600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remove(c.queue, id); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(marker)
+		if gone := err != nil; gone != c.gone {
+			t.Errorf("remove from %s: marker gone = %v, want %v", c.queue, gone, c.gone)
+		}
+	}
+}

@@ -70,7 +70,8 @@
 // The envelope 'U' names in use: "filter", the content filter
 // transport:nexthop (content_filter, or a header_checks FILTER action)
 // that qmgr sends every recipient to instead of the resolved
-// destination.
+// destination; "trace" = "1", a delivery report of the first attempt
+// asked for with sendmail -v (pkg/qmgr trace.go).
 //
 // 'A' names, each at most once, with a non-empty value: client_name,
 // client_address, helo_name, protocol_name, sasl_username, body_type,

@@ -162,8 +162,11 @@ func (s *Store) Remove(queue string, id ID) error {
 	path := s.Path(queue, id)
 	if queue != Incoming && queue != Active && queue != Maildrop {
 		// See deferlog.go for why incoming/ and active/ need not. As in
-		// Move, the log's fate is not the caller's concern.
+		// Move, the log's fate is not the caller's concern. The same for
+		// qmgr's sendmail -v marker, trace/ID (pkg/qmgr trace.go), which
+		// qmgr itself removes when a message leaves active/.
 		s.RemoveDeferLog(id)
+		os.Remove(s.Path(Trace, id))
 	}
 	if s.recycle(queue, path) {
 		return nil
