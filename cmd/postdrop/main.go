@@ -1,7 +1,8 @@
 // Command postdrop is the set-group-ID step that writes a message into
 // maildrop/ for sendmail; see package postern/pkg/sendmail/drop. Run as
-// "postdrop showq ..." it is instead the set-group-ID step through which
-// mailq reaches the showq service in public/ (pkg/queuectl showq.go).
+// "postdrop showq ..." or "postdrop flush ..." it is instead the
+// set-group-ID step through which mailq and sendmail -q reach the showq
+// and qmgr services in public/ (pkg/queuectl showq.go, flush.go).
 package main
 
 import (
@@ -14,6 +15,9 @@ import (
 func main() {
 	if queuectl.IsShowqRelay(os.Args) {
 		os.Exit(queuectl.ShowqRelayMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if queuectl.IsFlushRelay(os.Args) {
+		os.Exit(queuectl.FlushRelayMain(os.Args[2:], os.Stderr))
 	}
 	os.Exit(drop.PostdropMain(os.Args[1:], os.Stderr))
 }

@@ -118,20 +118,10 @@ func RunFlush(env Env, dir string, args []string) int {
 	if rc := c.load(dir); rc != exOK {
 		return rc
 	}
-	if !c.privileged() {
-		if err := drop.CheckFlush(c.cfg, c.UID); err != nil {
-			return c.refused(err)
-		}
-	}
-	if err := c.trigger("queue_service_name", 'F'); err != nil {
-		return c.fatal(exUnavailable, "Cannot flush mail queue - mail system is down (%v)", err)
-	}
-	// pickup is optional in master.cf: without it there is no socket.
-	pickup := filepath.Join(c.qdir(), queue.Public, c.cfg.Get("pickup_service_name"))
-	if _, err := os.Lstat(pickup); err == nil {
-		if err := c.trigger("pickup_service_name", 'W'); err != nil {
-			return c.fatal(exUnavailable, "Cannot flush mail queue - mail system is down (%v)", err)
-		}
+	if err := FlushQueue(c.cfg, dir, c.UID, c.privileged()); err != nil {
+		var re *ReportError
+		errors.As(err, &re)
+		return c.fatal(re.Status, "%s", re.Text)
 	}
 	return exOK
 }

@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"postern/pkg/config"
-	"postern/pkg/ipc"
 	"postern/pkg/queue"
 	"postern/pkg/queuectl"
-	"postern/pkg/sendmail/drop"
 	"postern/pkg/table"
 )
 
@@ -27,22 +25,14 @@ func (r *run) mailq() error {
 	return nil
 }
 
-// flush is -q: wake qmgr to retry the deferred queue ('F') and pickup to
-// scan maildrop/ ('W'), as Postfix's postqueue -f.
+// flush is -q: as Postfix's postqueue -f (queuectl.FlushQueue).
 func (r *run) flush() error {
 	qdir := r.cfg.Get("queue_directory")
-	if r.UID != 0 && !ownedBy(filepath.Join(qdir, queue.Maildrop), r.UID) {
-		if err := drop.CheckFlush(r.cfg, r.UID); err != nil {
-			return refusalError(r.prog, err)
-		}
-	}
-	timeout := r.cfg.Duration("trigger_timeout")
-	pub := filepath.Join(qdir, queue.Public)
-	if err := ipc.Trigger(filepath.Join(pub, r.cfg.Get("queue_service_name")), 'F', timeout); err != nil {
-		return fatalf(ExUnavailable, "Cannot flush mail queue - mail system is down (%v)", err)
-	}
-	if err := ipc.Trigger(filepath.Join(pub, r.cfg.Get("pickup_service_name")), 'W', timeout); err != nil {
-		return fatalf(ExUnavailable, "Cannot flush mail queue - mail system is down (%v)", err)
+	privileged := r.UID == 0 || ownedBy(filepath.Join(qdir, queue.Maildrop), r.UID)
+	if err := queuectl.FlushQueue(r.cfg, r.opts.ConfigDir, r.UID, privileged); err != nil {
+		var re *queuectl.ReportError
+		errors.As(err, &re)
+		return fatalf(re.Status, "%s", re.Text)
 	}
 	return nil
 }
