@@ -259,9 +259,9 @@ func (a *Agent) lookup(maps *table.Maps, addr string) (string, bool, error) {
 }
 
 // owner finds the uid and gid for a virtual recipient. As in Postfix
-// (virtual/mailbox.c), a missing or bad entry, or a uid below
-// virtual_minimum_uid, defers with a generic 4.3.5 and a warning in the
-// log.
+// (virtual/mailbox.c), a missing or bad entry, a uid below
+// virtual_minimum_uid or a gid of 0, defers with a generic 4.3.5 and a
+// warning in the log.
 func (a *Agent) owner(addr string) (owner, *deliver.Result) {
 	ids := [2]int{}
 	for i, maps := range []*table.Maps{a.uidMaps, a.gidMaps} {
@@ -275,7 +275,8 @@ func (a *Agent) owner(addr string) (owner, *deliver.Result) {
 			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.5", Text: "mail system configuration error"}
 		}
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 || (i == 0 && n < a.minUID) {
+		// Postfix: a uid below virtual_minimum_uid, a gid of 0 or less.
+		if err != nil || n < 0 || (i == 0 && n < a.minUID) || (i == 1 && n == 0) {
 			a.log.Warning("recipient %s: bad %s %s in %s", addr, [2]string{"uid", "gid"}[i], v, name)
 			return owner{}, &deliver.Result{Status: deliver.Defer, DSN: "4.3.5", Text: "mail system configuration error"}
 		}
