@@ -12,7 +12,6 @@ package cleanup
 // receive_override_options=no_address_mappings, never to notices).
 
 import (
-	"fmt"
 
 	"postern/pkg/config"
 	"postern/pkg/resolve"
@@ -30,22 +29,9 @@ type bccConfig struct {
 // openBCC opens sender_bcc_maps and recipient_bcc_maps and reads always_bcc.
 func (c *Cleanup) openBCC(cfg *config.Config, open resolve.Opener, delim string, local func(string) bool) error {
 	c.bcc = bccConfig{always: cfg.Get("always_bcc"), delim: delim, local: local}
-	for _, p := range []struct {
-		param string
-		maps  **table.Maps
-	}{{"sender_bcc_maps", &c.bcc.sender}, {"recipient_bcc_maps", &c.bcc.rcpt}} {
-		specs, err := table.SplitSpecs(cfg.Get(p.param))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.param, err)
-		}
-		if len(specs) == 0 {
-			continue
-		}
-		if *p.maps, err = resolve.OpenMaps(cfg, p.param, open); err != nil {
-			return err
-		}
-	}
-	return nil
+	return openOptional(cfg, open, []optionalMaps{
+		{"sender_bcc_maps", &c.bcc.sender}, {"recipient_bcc_maps", &c.bcc.rcpt},
+	})
 }
 
 // bccLookup returns the BCC address for addr in maps (none when not

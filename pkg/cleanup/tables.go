@@ -65,23 +65,11 @@ func (c *Cleanup) openTables(cfg *config.Config) error {
 // openChecks opens header_checks and body_checks and reads
 // message_drop_headers.
 func (c *Cleanup) openChecks(cfg *config.Config, open resolve.Opener) error {
-	for _, p := range []struct {
-		param string
-		maps  **table.Maps
-	}{
+	if err := openOptional(cfg, open, []optionalMaps{
 		{"header_checks", &c.checks.header}, {"body_checks", &c.checks.body},
 		{"mime_header_checks", &c.checks.mime}, {"nested_header_checks", &c.checks.nested},
-	} {
-		specs, err := table.SplitSpecs(cfg.Get(p.param))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.param, err)
-		}
-		if len(specs) == 0 {
-			continue
-		}
-		if *p.maps, err = resolve.OpenMaps(cfg, p.param, open); err != nil {
-			return err
-		}
+	}); err != nil {
+		return err
 	}
 	c.checks.bodyLimit = cfg.Size("body_checks_size_limit")
 	c.dropHeaders = nil
@@ -164,6 +152,30 @@ func (c *Cleanup) openRewrite(cfg *config.Config, open resolve.Opener, delim str
 	if any {
 		c.addr = r
 		c.hdrRewrite = r.headerClasses()
+	}
+	return nil
+}
+
+// optionalMaps is a parameter naming lookup tables and where they go;
+// an empty parameter leaves the maps nil (no lookup at all).
+type optionalMaps struct {
+	param string
+	maps  **table.Maps
+}
+
+// openOptional opens the tables of each parameter that names any.
+func openOptional(cfg *config.Config, open resolve.Opener, list []optionalMaps) error {
+	for _, p := range list {
+		specs, err := table.SplitSpecs(cfg.Get(p.param))
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.param, err)
+		}
+		if len(specs) == 0 {
+			continue
+		}
+		if *p.maps, err = resolve.OpenMaps(cfg, p.param, open); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -126,13 +126,7 @@ func FlushRelayMain(args []string, stderr io.Writer) int {
 		}
 		return fail(exUsage, "usage: postdrop flush [-c config_dir]")
 	}
-	uid := os.Getuid()
-	privileged := os.Getegid() != os.Getgid() || os.Geteuid() != uid
-	dir := config.Dir(confFlag)
-	if err := drop.TrustConfigDir(dir, uid, privileged); err != nil {
-		return fail(exTempFail, "%v", err)
-	}
-	cfg, err := config.Load(dir)
+	cfg, uid, err := relayConfig(confFlag)
 	if err != nil {
 		return fail(exTempFail, "%v", err)
 	}

@@ -344,6 +344,21 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// relayConfig is the start of postdrop's showq and flush relays: the
+// caller's configuration directory (-c, or the default) must be trusted
+// as for a submission when postdrop runs set-group-ID; it returns the
+// configuration and the real uid.
+func relayConfig(confFlag string) (*config.Config, int, error) {
+	uid := os.Getuid()
+	privileged := os.Getegid() != os.Getgid() || os.Geteuid() != uid
+	dir := config.Dir(confFlag)
+	if err := drop.TrustConfigDir(dir, uid, privileged); err != nil {
+		return nil, uid, err
+	}
+	cfg, err := config.Load(dir)
+	return cfg, uid, err
+}
+
 // IsShowqRelay reports whether postdrop was run as the showq relay.
 func IsShowqRelay(args []string) bool { return len(args) > 1 && args[1] == ShowqArg }
 
@@ -374,13 +389,7 @@ func ShowqRelayMain(args []string, stdout, stderr io.Writer) int {
 	if format == "" {
 		return fail(exUsage, "usage: postdrop showq [-c config_dir] text|json")
 	}
-	uid := os.Getuid()
-	privileged := os.Getegid() != os.Getgid() || os.Geteuid() != uid
-	dir := config.Dir(confFlag)
-	if err := drop.TrustConfigDir(dir, uid, privileged); err != nil {
-		return fail(exTempFail, "%v", err)
-	}
-	cfg, err := config.Load(dir)
+	cfg, uid, err := relayConfig(confFlag)
 	if err != nil {
 		return fail(exTempFail, "%v", err)
 	}
