@@ -12,7 +12,6 @@ package cleanup
 // receive_override_options=no_address_mappings, never to notices).
 
 import (
-
 	"postern/pkg/config"
 	"postern/pkg/resolve"
 	"postern/pkg/table"
