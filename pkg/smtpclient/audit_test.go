@@ -265,10 +265,10 @@ func TestAuditStageTimeouts(t *testing.T) {
 	}
 }
 
-// TestAuditSNI: the client names the server in the TLS handshake: the MX
-// host name by default (a documented Postern departure: Postfix sends no
-// SNI unless smtp_tls_servername is set), the next-hop domain with
-// "nexthop", a literal name as given.
+// TestAuditSNI: the client names the server in the TLS handshake as
+// Postfix does: not at all by default (smtp_tls_servername empty), the MX
+// host name with "hostname", the next-hop domain with "nexthop", a
+// literal name as given.
 func TestAuditSNI(t *testing.T) {
 	port, lns := loopbackPort(t, 2, 2)
 	pki := newPKI(t, t.TempDir(), "mx.sni.example")
@@ -285,7 +285,7 @@ func TestAuditSNI(t *testing.T) {
 	dns, _ := dnsFor(t, "sni.example. MX 10 mx.sni.example.", "mx.sni.example. A 127.0.0.2")
 	base := dns + fmt.Sprintf("smtp_tcp_port = %d\nsmtp_connection_cache_time_limit = 0\nsmtp_tls_security_level = encrypt\n", port)
 	for i, c := range []struct{ servername, want string }{
-		{"", "mx.sni.example"},
+		{"", ""},
 		{"hostname", "mx.sni.example"},
 		{"nexthop", "sni.example"},
 		{"literal.sni.example", "literal.sni.example"},

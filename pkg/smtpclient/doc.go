@@ -55,8 +55,8 @@
 // matches smtp_tls_verify_cert_match, by default the server's host name,
 // and secure smtp_tls_secure_cert_match, by default the next-hop domain
 // and its subdomains, against smtp_tls_CAfile/CApath or the system roots),
-// smtp_tls_wrappermode for port 465, SNI (the server's name by default,
-// or smtp_tls_servername), then SASL AUTH PLAIN or LOGIN with credentials
+// smtp_tls_wrappermode for port 465, SNI only as smtp_tls_servername asks
+// (none by default, as Postfix), then SASL AUTH PLAIN or LOGIN with credentials
 // from smtp_sasl_password_maps (looked up by sender with
 // smtp_sender_dependent_authentication, then by server host name, then by
 // the next hop as written), subject to smtp_sasl_security_options

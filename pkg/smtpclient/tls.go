@@ -136,10 +136,9 @@ func (p *tlsPolicy) config(host, nexthop string) *tls.Config {
 	}
 	switch p.servername {
 	case "":
-		// Postern sends SNI by default (Postfix does only when
-		// smtp_tls_servername is set): smart hosts behind shared
-		// front ends need it, and it reveals nothing the DNS does not.
-		c.ServerName = host
+		// As Postfix: no SNI unless smtp_tls_servername asks for one
+		// (a smart host behind a shared front end wants "hostname").
+		// Verification does not depend on it (VerifyConnection below).
 	case "hostname":
 		c.ServerName = host
 	case "nexthop":
