@@ -98,3 +98,31 @@ func Valid(addr string) bool {
 	}
 	return len(local) <= 64*4 && len(domain) <= 255
 }
+
+// DupFilter remembers addresses, case-insensitively, up to a limit, as
+// Postfix's duplicate filter (been_here) bounded by
+// duplicate_filter_limit: once it holds limit addresses it remembers no
+// more, so later duplicates are let through rather than memory growing
+// without bound. A limit of 0 means no limit.
+type DupFilter struct {
+	limit int
+	m     map[string]bool
+}
+
+// NewDupFilter returns a filter remembering at most limit addresses.
+func NewDupFilter(limit int) *DupFilter {
+	return &DupFilter{limit: limit, m: map[string]bool{}}
+}
+
+// Seen reports whether addr was seen before, and remembers it if there
+// is room.
+func (f *DupFilter) Seen(addr string) bool {
+	key := strings.ToLower(addr)
+	if f.m[key] {
+		return true
+	}
+	if f.limit <= 0 || len(f.m) < f.limit {
+		f.m[key] = true
+	}
+	return false
+}

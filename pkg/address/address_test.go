@@ -48,3 +48,25 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+func TestDupFilter(t *testing.T) {
+	f := NewDupFilter(2)
+	for _, c := range []struct {
+		addr string
+		seen bool
+	}{
+		{"a@x", false}, {"A@X", true}, {"b@x", false},
+		{"c@x", false}, {"c@x", false}, // full: c is not remembered
+		{"b@x", true},
+	} {
+		if got := f.Seen(c.addr); got != c.seen {
+			t.Errorf("Seen(%q) = %v, want %v", c.addr, got, c.seen)
+		}
+	}
+	u := NewDupFilter(0)
+	for i := 0; i < 3; i++ {
+		if u.Seen("same@x") != (i > 0) {
+			t.Errorf("unlimited filter, call %d", i)
+		}
+	}
+}

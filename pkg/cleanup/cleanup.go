@@ -58,6 +58,7 @@ import (
 	"sync"
 	"time"
 
+	"postern/pkg/address"
 	"postern/pkg/config"
 	"postern/pkg/handoff"
 	"postern/pkg/ipc"
@@ -100,6 +101,7 @@ type Cleanup struct {
 	bcc bccConfig
 	// enableOrig is enable_original_recipient.
 	enableOrig bool
+	dupLimit   int // duplicate_filter_limit
 	// wake holds at most one pending wake-up for qmgr (see waker).
 	wake chan struct{}
 }
@@ -149,6 +151,7 @@ func newCleanup(cfg *config.Config, log *maillog.Logger) *Cleanup {
 		wake:        make(chan struct{}, 1),
 		appendAt:    true,
 		enableOrig:  cfg.Bool("enable_original_recipient"),
+		dupLimit:    cfg.Int("duplicate_filter_limit"),
 	}
 }
 
@@ -261,7 +264,7 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 		DSNRet:     req.DSNRet,
 		DSNEnvID:   req.DSNEnvID,
 	}
-	seen := make(map[string]bool, len(req.Recipients))
+	seen := address.NewDupFilter(c.dupLimit)
 	// add puts one recipient, rewritten and expanded, into the envelope.
 	add := func(r handoff.Recipient) (addr string, ok bool) {
 		addr, err := c.rewrite(id, c.qualify(r.Addr), classEnvRcpt)
@@ -280,11 +283,9 @@ func (c *Cleanup) receive(req *handoff.Request, w *queue.Writer, content io.Read
 			orig = ""
 		}
 		for _, a := range addrs {
-			key := strings.ToLower(a)
-			if seen[key] {
+			if seen.Seen(a) {
 				continue
 			}
-			seen[key] = true
 			env.Recipients = append(env.Recipients, queue.Recipient{Addr: a, Orig: orig, Notify: r.Notify, ORcpt: r.ORcpt, Status: queue.Pending})
 		}
 		return addr, true

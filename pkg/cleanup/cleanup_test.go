@@ -192,3 +192,22 @@ func TestTraceRequest(t *testing.T) {
 		}
 	}
 }
+
+// duplicate_filter_limit bounds the duplicate filter: beyond it addresses
+// are not remembered and a later duplicate is kept, as Postfix's.
+func TestDuplicateFilterLimit(t *testing.T) {
+	c, store := testCleanup(t, "duplicate_filter_limit = 1\n")
+	req := &handoff.Request{Sender: "alice@example.com", RewriteContext: handoff.ContextRemote,
+		Recipients: []handoff.Recipient{{Addr: "a@example.org"}, {Addr: "a@example.org"}, {Addr: "b@example.org"}, {Addr: "b@example.org"}}}
+	res, m, _ := run(t, c, store, req, "Subject: x\n\nbody\n")
+	if res.Status != handoff.OK {
+		t.Fatalf("%+v", res)
+	}
+	var got []string
+	for _, r := range m.Envelope.Recipients {
+		got = append(got, r.Addr)
+	}
+	if strings.Join(got, " ") != "a@example.org b@example.org b@example.org" {
+		t.Errorf("recipients %v, want a once and b twice", got)
+	}
+}

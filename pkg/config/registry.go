@@ -130,7 +130,7 @@ var supported = []string{
 	"default_destination_rate_delay", "destination_concurrency_feedback_debug",
 	"virtual_alias_domains", "bounce_size_limit", "local_header_rewrite_clients",
 	"execution_directory_expansion_filter", "empty_address_relayhost_maps_lookup_key",
-	"showq_service_name",
+	"showq_service_name", "duplicate_filter_limit",
 }
 
 // posternOnly lists the parameters Postfix does not have.

@@ -92,6 +92,7 @@ type unixAgent struct {
 	cmdTimeout  time.Duration
 	cmdShell    string
 	cmdFilter   string
+	dupLimit    int // duplicate_filter_limit
 	exportEnv   []string
 	cleanup     string
 	ipcTimeout  time.Duration
@@ -144,6 +145,7 @@ func newUnixAgent(cfg *config.Config, root bool, opts table.Options) (*unixAgent
 		cmdTimeout:  cfg.Duration("command_time_limit"),
 		cmdShell:    cfg.Get("local_command_shell"),
 		cmdFilter:   cfg.Get("command_expansion_filter"),
+		dupLimit:    cfg.Int("duplicate_filter_limit"),
 		exportEnv:   cfg.List("export_environment"),
 		cleanup:     filepath.Join(cfg.Get("queue_directory"), "public", cfg.Get("cleanup_service_name")),
 		ipcTimeout:  cfg.Duration("ipc_timeout"),
@@ -500,12 +502,11 @@ func (j *recipientJob) flushForward() {
 		return
 	}
 	req := &handoff.Request{Sender: j.sender, RewriteContext: handoff.ContextLocal}
-	seen := map[string]bool{}
+	seen := address.NewDupFilter(j.u.dupLimit)
 	for _, a := range j.forward {
-		if seen[strings.ToLower(a)] {
+		if seen.Seen(a) {
 			continue
 		}
-		seen[strings.ToLower(a)] = true
 		req.Recipients = append(req.Recipients, handoff.Recipient{Addr: a, Notify: j.r.Notify, ORcpt: j.orcpt()})
 	}
 	s, err := handoff.Open(j.u.cleanup, req, j.u.ipcTimeout)
