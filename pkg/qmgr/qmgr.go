@@ -759,7 +759,9 @@ func (q *Qmgr) finishRecipient(msg *message, i int, r deliver.Result, logStatus,
 	switch r.Status {
 	case deliver.Sent:
 		st = queue.Delivered
-		if n := msg.m.Envelope.Recipients[i].Notify; n != "" && wantsNotice(n, "SUCCESS") {
+		// Kept for a success notice, and for a sendmail -v report (which
+		// names every delivered recipient with the agent's text).
+		if n := msg.m.Envelope.Recipients[i].Notify; (n != "" && wantsNotice(n, "SUCCESS")) || traced(&msg.m.Envelope) {
 			q.mu.Lock()
 			msg.successes = append(msg.successes, failure{index: i, result: r, when: time.Now(), transport: transport})
 			q.mu.Unlock()

@@ -231,7 +231,7 @@ func TestTraceReport(t *testing.T) {
 	}
 	want := []struct{ rcpt, action, status, diag string }{
 		{"ok1@example.net", "relayed", "2.0.0", "smtp; 250 2.0.0 Ok: queued as 4ABC"},
-		{"ok2@example.net", "relayed", "2.0.0", "X-Postern; delivered via smtp service"},
+		{"ok2@example.net", "relayed", "2.0.0", "smtp; 250 2.0.0 Ok: queued as 4ABC"},
 		{"slow@example.net", "delayed", "4.4.1", "X-Postern; connect to mx.example.net[192.0.2.7]:25: Connection refused"},
 		{"gone@example.net", "failed", "5.1.1", "X-Postern; host mx.example.net[192.0.2.7] said: 550 5.1.1 User unknown"},
 	}
