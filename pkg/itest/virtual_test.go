@@ -1,6 +1,7 @@
 package itest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,4 +23,26 @@ func TestVirtualGIDZero(t *testing.T) {
 	if line := grepLines(in.Log(), "to=<user@itest.test>"); !strings.Contains(line, "dsn=4.3.5, status=deferred (mail system configuration error)") {
 		t.Errorf("delivery: %s", line)
 	}
+}
+
+// New mail beyond qmgr_message_active_limit waits in incoming/ and is
+// taken in as room frees up, without a further wake-up from cleanup:
+// twenty messages committed at once with a limit of 2 are all delivered
+// long before qmgr's periodic scan.
+func TestIncomingBeyondActiveLimit(t *testing.T) {
+	in := NewInstance(t, Options{MainCf: "qmgr_message_active_limit = 2"})
+	const n = 20
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			_, err := send(t, in.Addr, "a@example.org", []string{"user@itest.test"}, fmt.Sprintf("Subject: m%d\r\n\r\nbody\r\n", i))
+			errs <- err
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.WaitMaildir("itest.test/user", n, 30*time.Second)
 }

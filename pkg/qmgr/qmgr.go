@@ -96,6 +96,10 @@ type Qmgr struct {
 	// scan goes on as room frees up (flush: true for a flush, which ignores
 	// retry times), as Postfix's qmgr continues its queue scans.
 	resume, resumeFlush bool
+	// incomingLeft is set when an incoming/ scan stopped at the active
+	// limit: only then does a message leaving active/ call for another
+	// scan (cleanup's wake-ups cover new mail).
+	incomingLeft bool
 	// deferredLeft is the rest of a stopped deferred scan (run loop only).
 	deferredLeft []queue.ID
 	dests        map[string]*dest
@@ -301,14 +305,30 @@ func (q *Qmgr) room() bool {
 	return len(q.active) < q.activeLimit
 }
 
+// roomOrMark is room, setting *left when there is none, under the same
+// lock as the count: a message that leaves active/ after the check sees
+// the mark (freed), so the stopped scan is always resumed.
+func (q *Qmgr) roomOrMark(left *bool) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.active) < q.activeLimit {
+		return true
+	}
+	*left = true
+	return false
+}
+
 func (q *Qmgr) scanIncoming() {
 	ids, err := q.store.List(queue.Incoming)
 	if err != nil {
 		q.log.Warning("scan incoming queue: %v", err)
 		return
 	}
+	q.mu.Lock()
+	q.incomingLeft = false
+	q.mu.Unlock()
 	for _, id := range ids {
-		if !q.room() {
+		if !q.roomOrMark(&q.incomingLeft) {
 			return
 		}
 		if err := q.store.Move(id, queue.Incoming, queue.Active); err != nil {
@@ -988,10 +1008,12 @@ func (q *Qmgr) expire(msg *message) bool {
 
 // freed takes in more mail after a message left active/.
 func (q *Qmgr) freed() {
-	q.signalIncoming()
 	q.mu.Lock()
-	resume, flush := q.resume, q.resumeFlush
+	incoming, resume, flush := q.incomingLeft, q.resume, q.resumeFlush
 	q.mu.Unlock()
+	if incoming {
+		q.signalIncoming()
+	}
 	if resume {
 		q.signalDeferred(flush)
 	}
