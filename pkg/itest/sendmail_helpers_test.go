@@ -31,13 +31,20 @@ func (in *Instance) Sendmail(argv0, stdin string, cred *syscall.Credential, args
 	cmd.Args[0] = argv0
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+in.Conf)
 	cmd.Stdin = strings.NewReader(stdin)
+	return in.run(cmd, cred, "sendmail")
+}
+
+// run runs cmd (with cred, when not nil) to its end, at most 30 s, and
+// returns its exit code and output.
+func (in *Instance) run(cmd *exec.Cmd, cred *syscall.Credential, what string) Run {
+	in.t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	if err := cmd.Start(); err != nil {
-		in.t.Fatalf("start sendmail: %v", err)
+		in.t.Fatalf("start %s: %v", what, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -48,12 +55,12 @@ func (in *Instance) Sendmail(argv0, stdin string, cred *syscall.Credential, args
 		if errors.As(err, &ee) {
 			r.Code = ee.ExitCode()
 		} else if err != nil {
-			in.t.Fatalf("sendmail: %v", err)
+			in.t.Fatalf("%s: %v", what, err)
 		}
 		return r
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		in.t.Fatalf("sendmail %v: timed out", args)
+		in.t.Fatalf("%s %v: timed out", what, cmd.Args)
 		return Run{}
 	}
 }

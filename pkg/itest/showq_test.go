@@ -1,15 +1,12 @@
 package itest
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // showqMasterCf is the showq line of Postfix's stock master.cf.
@@ -40,29 +37,7 @@ func (in *Instance) setgidGID(t *testing.T) int {
 func (in *Instance) PosternAs(cred *syscall.Credential, args ...string) Run {
 	in.t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "postern"), append([]string{"-c", in.Conf}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if err := cmd.Start(); err != nil {
-		in.t.Fatalf("start postern: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		r := Run{Stdout: out.String(), Stderr: errb.String()}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			r.Code = ee.ExitCode()
-		} else if err != nil {
-			in.t.Fatalf("postern: %v", err)
-		}
-		return r
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		in.t.Fatalf("postern %v: timed out", args)
-		return Run{}
-	}
+	return in.run(cmd, cred, "postern")
 }
 
 // TestShowqMailq: a user who may not read the queue directories lists
